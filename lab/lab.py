@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """The local lab: Debian "VMs" as systemd containers on a private Docker network.
 
 This file is the single definition of the lab image recipe and of the container
@@ -75,27 +74,64 @@ RECIPE = {
 # sandbox's bounding set lacks (so --privileged fails), and minus PERFMON, BPF
 # and CHECKPOINT_RESTORE, which engine 20.10 rejects by name.
 CAPABILITIES = [
-    "AUDIT_CONTROL", "AUDIT_READ", "AUDIT_WRITE", "BLOCK_SUSPEND", "CHOWN",
-    "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "IPC_LOCK",
-    "IPC_OWNER", "KILL", "LEASE", "LINUX_IMMUTABLE", "MAC_ADMIN",
-    "MAC_OVERRIDE", "MKNOD", "NET_ADMIN", "NET_BIND_SERVICE", "NET_BROADCAST",
-    "NET_RAW", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYSLOG",
-    "SYS_ADMIN", "SYS_BOOT", "SYS_CHROOT", "SYS_MODULE", "SYS_NICE",
-    "SYS_PACCT", "SYS_PTRACE", "SYS_RAWIO", "SYS_TIME", "SYS_TTY_CONFIG",
+    "AUDIT_CONTROL",
+    "AUDIT_READ",
+    "AUDIT_WRITE",
+    "BLOCK_SUSPEND",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "KILL",
+    "LEASE",
+    "LINUX_IMMUTABLE",
+    "MAC_ADMIN",
+    "MAC_OVERRIDE",
+    "MKNOD",
+    "NET_ADMIN",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_RAW",
+    "SETFCAP",
+    "SETGID",
+    "SETPCAP",
+    "SETUID",
+    "SYSLOG",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_CHROOT",
+    "SYS_MODULE",
+    "SYS_NICE",
+    "SYS_PACCT",
+    "SYS_PTRACE",
+    "SYS_RAWIO",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
     "WAKE_ALARM",
 ]
 
 # systemd as PID 1 needs the host's cgroup tree and writable /run.
 RUN_FLAGS = [
-    "--security-opt", "seccomp=unconfined",
-    "--security-opt", "apparmor=unconfined",
+    "--security-opt",
+    "seccomp=unconfined",
+    "--security-opt",
+    "apparmor=unconfined",
     "--cgroupns=host",
-    "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
-    "--tmpfs", "/run",
-    "--tmpfs", "/run/lock",
-    "--tmpfs", "/tmp",
-    "--stop-signal", "SIGRTMIN+3",
-    "--env", "container=docker",
+    "-v",
+    "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+    "--tmpfs",
+    "/run",
+    "--tmpfs",
+    "/run/lock",
+    "--tmpfs",
+    "/tmp",  # noqa: S108 - a tmpfs mount inside the container
+    "--stop-signal",
+    "SIGRTMIN+3",
+    "--env",
+    "container=docker",
 ] + [f"--cap-add={cap}" for cap in CAPABILITIES]
 
 
@@ -116,6 +152,7 @@ def docker(*args: str, check: bool = True) -> str:
 
 # --- the Docker engine ---------------------------------------------------------
 
+
 def docker_answers() -> bool:
     return shutil.which("docker") is not None and run(["docker", "info"], check=False).returncode == 0
 
@@ -129,9 +166,10 @@ def ensure_docker() -> None:
     if docker_answers():
         return
     log("starting dockerd")
-    logfile = open("/var/log/msa-lab-dockerd.log", "ab")  # noqa: SIM115 - handed to the daemon
-    subprocess.Popen(["dockerd"], stdout=logfile, stderr=logfile, start_new_session=True)
-    for _ in range(60):
+    with open("/var/log/msa-lab-dockerd.log", "ab") as logfile:
+        subprocess.Popen(["dockerd"], stdout=logfile, stderr=logfile, start_new_session=True)  # noqa: S607
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
         if docker_answers():
             return
         time.sleep(1)
@@ -145,6 +183,7 @@ def apt_install(packages: list[str]) -> None:
 
 
 # --- the base image ---------------------------------------------------------------
+
 
 def host_mirrors() -> tuple[str, str]:
     """The Debian archive and security archive this machine's apt already uses.
@@ -189,15 +228,34 @@ def build_image(distro: str) -> str:
     started = time.monotonic()
     log(f"building {tag} with debootstrap (about a minute)")
     try:
-        run(["debootstrap", f"--variant={RECIPE['variant']}", "--include=" + ",".join(RECIPE["packages"]),
-             distro, str(root), archive], capture=True)
+        run(
+            [
+                "debootstrap",
+                f"--variant={RECIPE['variant']}",
+                "--include=" + ",".join(RECIPE["packages"]),
+                distro,
+                str(root),
+                archive,
+            ],
+            capture=True,
+        )
         configure_root(root, distro, archive, security)
         tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
-        run(["docker", "import",
-             "-c", 'CMD ["/lib/systemd/systemd"]',
-             "-c", "ENV container=docker",
-             "-c", f"LABEL {LABEL}.recipe={tag}",
-             "-", tag], stdin=tar.stdout)
+        run(
+            [
+                "docker",
+                "import",
+                "-c",
+                'CMD ["/lib/systemd/systemd"]',
+                "-c",
+                "ENV container=docker",
+                "-c",
+                f"LABEL {LABEL}.recipe={tag}",
+                "-",
+                tag,
+            ],
+            stdin=tar.stdout,
+        )
         tar.wait()
     except subprocess.CalledProcessError as err:
         raise SystemExit(f"lab: building {tag} failed: {(err.stderr or '')[-2000:]}") from err
@@ -223,8 +281,7 @@ def configure_root(root: Path, distro: str, archive: str, security: str) -> None
     )
     # Like a cloud image: no recommends, no docs, no prompts.
     (root / "etc/apt/apt.conf.d/90msa-lab").write_text(
-        'APT::Install-Recommends "false";\nAPT::Install-Suggests "false";\n'
-        'Acquire::Retries "3";\n'
+        'APT::Install-Recommends "false";\nAPT::Install-Suggests "false";\nAcquire::Retries "3";\n'
     )
     (root / "etc/dpkg/dpkg.cfg.d/90msa-lab-nodoc").write_text(
         "path-exclude /usr/share/doc/*\npath-exclude /usr/share/man/*\npath-exclude /usr/share/locale/*\n"
@@ -241,6 +298,7 @@ def configure_root(root: Path, distro: str, archive: str, security: str) -> None
 
 
 # --- hosts ------------------------------------------------------------------------
+
 
 def container_name(lab: str, host: str) -> str:
     return f"{lab}-{host}"
@@ -273,10 +331,24 @@ def up(lab: str, hosts: list[str], distro: str) -> None:
             continue
         if state:
             docker("rm", "-f", name)
-        docker("run", "-d", "--name", name, "--hostname", host,
-               "--network", network, "--network-alias", host,
-               "--label", f"{LABEL}={lab}", "--label", f"{LABEL}.host={host}",
-               *RUN_FLAGS, tag)
+        docker(
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--hostname",
+            host,
+            "--network",
+            network,
+            "--network-alias",
+            host,
+            "--label",
+            f"{LABEL}={lab}",
+            "--label",
+            f"{LABEL}.host={host}",
+            *RUN_FLAGS,
+            tag,
+        )
     for host in hosts:
         wait_for_systemd(container_name(lab, host))
     log(f"lab {lab!r} up on {distro}: " + ", ".join(container_name(lab, h) for h in hosts))
@@ -314,8 +386,7 @@ def status(lab: str | None) -> None:
         print("docker is not running")
         return
     label = f"label={LABEL}={lab}" if lab else f"label={LABEL}"
-    print(docker("ps", "-a", "--filter", label, "--format",
-                 "{{.Names}}\t{{.Status}}\t{{.Label \"" + LABEL + "\"}}"))
+    print(docker("ps", "-a", "--filter", label, "--format", '{{.Names}}\t{{.Status}}\t{{.Label "' + LABEL + '"}}'))
 
 
 def hosts_from_inventory(inventory: str) -> tuple[list[str], str | None]:
