@@ -1,0 +1,93 @@
+# Copyright: msa.platform contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+    # Options shared by every blue/green module (plugins/module_utils/_bluegreen.py SHARED_ARGSPEC).
+    DOCUMENTATION = r"""
+options:
+  balancer:
+    description:
+      - Which kind of balancer runs on the target host and carries the service's traffic.
+      - V(haproxy) changes server weights in backend C(be_<service>) through the runtime API.
+      - V(nginx) rewrites C(<nginx_upstream_dir>/<service>.conf) when the gateway sends traffic straight
+        to the application hosts. A gateway that goes through HAProxy is flipped on HAProxy, not here.
+    type: str
+    default: haproxy
+    choices: [haproxy, nginx]
+  state_dir:
+    description:
+      - Directory of the per-service state files C(<service>.json) and lock files C(<service>.lock).
+      - The roles read the same files, so a later C(site.yml) run keeps the live color.
+    type: path
+    default: /var/lib/msa/bluegreen
+  hosts:
+    description:
+      - Inventory names of the hosts that run the service (the hosts of its group in C(msa_services)).
+      - With O(balancer=haproxy) every C(<host>-blue) and C(<host>-green) server must exist in C(be_<service>),
+        so a typo fails instead of passing quietly; other servers of the backend are left alone.
+      - With O(balancer=nginx) these are the hosts whose health is checked; default is the hosts the upstream lists.
+    type: list
+    elements: str
+  ports:
+    description:
+      - Ports of the two colors on the application hosts, as in C(msa_services[].ports).
+      - Needed with O(balancer=nginx), where the port of the upstream servers tells the live color.
+    type: dict
+    suboptions:
+      blue:
+        description: Port of the blue color.
+        type: int
+        required: true
+      green:
+        description: Port of the green color.
+        type: int
+        required: true
+  health_path:
+    description:
+      - HTTP path the service answers with 200 when ready. Used with O(balancer=nginx), where this module
+        checks health itself; HAProxy runs its own checks and reports them.
+    type: str
+    default: /health
+  health_timeout:
+    description: Seconds to wait for one health answer (O(balancer=nginx)).
+    type: float
+    default: 3.0
+  haproxy_socket:
+    description: The HAProxy runtime API socket (C(stats socket ... level admin)).
+    type: path
+    default: /run/haproxy/admin.sock
+  haproxy_timeout:
+    description: Seconds to wait for HAProxy to answer one runtime API command.
+    type: float
+    default: 5.0
+  haproxy_state_file:
+    description:
+      - Where the server state is dumped after a flip (HAProxy C(server-state-file)), so that runtime
+        weights survive a reload. An empty string skips the dump (with a warning).
+    type: path
+    default: /var/lib/haproxy/server-state
+  nginx_upstream_dir:
+    description: Directory of the per-service upstream files C(<service>.conf).
+    type: path
+    default: /etc/nginx/msa/upstreams
+  nginx_binary:
+    description: The nginx program, used for C(nginx -t) and, with O(nginx_reload=signal), C(nginx -s reload).
+    type: path
+    default: nginx
+  nginx_config:
+    description: Main NGINX configuration passed as C(-c) to C(nginx -t) and C(nginx -s reload).
+    type: path
+    default: /etc/nginx/nginx.conf
+  nginx_reload:
+    description:
+      - How NGINX is reloaded after the upstream file changed and passed C(nginx -t).
+      - V(systemd) runs C(systemctl reload nginx); V(signal) runs C(nginx -s reload);
+        V(auto) picks V(systemd) when systemd is running.
+    type: str
+    default: auto
+    choices: [auto, signal, systemd]
+"""
