@@ -1,0 +1,178 @@
+#!/usr/bin/env python3
+"""msa.platform example service: a small HTTP API built on the standard library.
+
+It answers JSON that names the service, its version and the blue/green color it
+runs in, so a deployment and a traffic flip can be watched from outside.
+
+Settings come from the environment (the role writes them to the unit's env file):
+  MSA_SERVICE  service name                    (default "example")
+  MSA_COLOR    blue or green                   (default "blue")
+  PORT         TCP port to listen on           (default 8080)
+  MSA_BIND     address to bind                 (default "0.0.0.0")
+  MSA_VERSION  overrides the VERSION file next to this script
+  MSA_READY_DELAY  seconds before /health answers 200 (default 0)
+
+Endpoints: /health, /metrics (Prometheus text), /openapi.json (OpenAPI 3.0),
+and anything else answers a JSON greeting.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def _read_version() -> str:
+    if os.environ.get("MSA_VERSION"):
+        return os.environ["MSA_VERSION"]
+    try:
+        return (HERE / "VERSION").read_text(encoding="utf-8").strip() or "0.0.0"
+    except OSError:
+        return "0.0.0"
+
+
+SERVICE = os.environ.get("MSA_SERVICE", "example")
+COLOR = os.environ.get("MSA_COLOR", "blue")
+VERSION = _read_version()
+STARTED = time.monotonic()
+READY_DELAY = float(os.environ.get("MSA_READY_DELAY", "0") or 0)
+
+_counts: dict[tuple[str, str, int], int] = {}
+_lock = threading.Lock()
+
+
+def _count(method: str, path: str, code: int) -> None:
+    # Label by known endpoint, not raw path, so the metric cardinality stays bounded.
+    label = path if path in ("/health", "/metrics", "/openapi.json") else "/"
+    with _lock:
+        key = (method, label, code)
+        _counts[key] = _counts.get(key, 0) + 1
+
+
+def _metrics() -> str:
+    lines = [
+        "# HELP msa_http_requests_total HTTP requests served, by method, path and status code.",
+        "# TYPE msa_http_requests_total counter",
+    ]
+    with _lock:
+        for (method, path, code), value in sorted(_counts.items()):
+            lines.append(f'msa_http_requests_total{{method="{method}",path="{path}",code="{code}"}} {value}')
+    lines += [
+        "# HELP msa_build_info Service name, version and color of this process.",
+        "# TYPE msa_build_info gauge",
+        f'msa_build_info{{service="{SERVICE}",version="{VERSION}",color="{COLOR}"}} 1',
+        "# HELP msa_uptime_seconds Seconds since the process started.",
+        "# TYPE msa_uptime_seconds gauge",
+        f"msa_uptime_seconds {time.monotonic() - STARTED:.3f}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _openapi() -> dict:
+    info = {"type": "object", "properties": {k: {"type": "string"} for k in ("service", "version", "color")}}
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": f"{SERVICE} API",
+            "version": VERSION,
+            "description": f"Example service {SERVICE} of msa.platform ({COLOR}).",
+        },
+        "paths": {
+            "/": {
+                "get": {
+                    "summary": "Who answers",
+                    "operationId": "whoami",
+                    "responses": {
+                        "200": {
+                            "description": "Service, version and color",
+                            "content": {"application/json": {"schema": info}},
+                        }
+                    },
+                }
+            },
+            "/health": {
+                "get": {
+                    "summary": "Readiness",
+                    "operationId": "health",
+                    "responses": {"200": {"description": "Ready"}, "503": {"description": "Starting"}},
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics",
+                    "operationId": "metrics",
+                    "responses": {"200": {"description": "Prometheus text format", "content": {"text/plain": {}}}},
+                }
+            },
+        },
+    }
+
+
+class Handler(BaseHTTPRequestHandler):
+    server_version = f"msa-example/{VERSION}"
+    protocol_version = "HTTP/1.1"
+
+    def _send(self, code: int, body: bytes, ctype: str) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Service", f"{SERVICE}/{VERSION}/{COLOR}")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+        _count(self.command, self.path.split("?", 1)[0], code)
+
+    def _json(self, code: int, data: dict) -> None:
+        self._send(code, (json.dumps(data, sort_keys=True) + "\n").encode(), "application/json")
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        path = self.path.split("?", 1)[0]
+        if path == "/health":
+            ready = time.monotonic() - STARTED >= READY_DELAY
+            self._json(
+                200 if ready else 503,
+                {"status": "ok" if ready else "starting", "service": SERVICE, "version": VERSION, "color": COLOR},
+            )
+        elif path == "/metrics":
+            self._send(200, _metrics().encode(), "text/plain; version=0.0.4; charset=utf-8")
+        elif path == "/openapi.json":
+            self._json(200, _openapi())
+        else:
+            self._json(
+                200,
+                {
+                    "service": SERVICE,
+                    "version": VERSION,
+                    "color": COLOR,
+                    "path": path,
+                    "request_id": self.headers.get("X-Request-ID", ""),
+                },
+            )
+
+    do_HEAD = do_GET  # noqa: N815
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - signature from the base class
+        sys.stderr.write(f"{self.address_string()} {format % args}\n")
+
+
+def main() -> None:
+    bind = os.environ.get("MSA_BIND", "0.0.0.0")  # noqa: S104 - a service answers its balancer
+    server = ThreadingHTTPServer((bind, int(os.environ.get("PORT", "8080"))), Handler)
+    server.daemon_threads = True
+    # systemd stops with SIGTERM: finish the request in flight, then leave.
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
+    print(f"{SERVICE} {VERSION} ({COLOR}) listening on {server.server_address[1]}", flush=True)
+    server.serve_forever()
+    server.server_close()
+
+
+if __name__ == "__main__":
+    main()
