@@ -14,6 +14,7 @@ export MSA_LAB_DISTRO
 ## demo: virtualenv, lab hosts, site.yml on the lab inventory, then what runs where
 demo: venv
 	python3 lab/lab.py up --lab demo --inventory inventories/lab
+	ansible-playbook playbooks/lab_artifacts.yml
 	ansible-playbook -i inventories/lab playbooks/site.yml
 	ansible-playbook -i inventories/lab playbooks/lab_report.yml
 
