@@ -157,7 +157,8 @@ def main() -> None:
     stop = threading.Event()
     interval = args.workers / args.rate if args.rate else 0.0
     threads = [
-        threading.Thread(target=worker, args=(args, recorder, stop, interval), daemon=True) for _ in range(args.workers)
+        threading.Thread(target=worker, args=(args, recorder, stop, interval), daemon=True)
+        for _worker in range(args.workers)
     ]
     for thread in threads:
         thread.start()

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """msa.platform example service: a small HTTP API built on the standard library.
 
 It answers JSON that names the service, its version and the blue/green color it
