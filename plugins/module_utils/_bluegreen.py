@@ -29,11 +29,11 @@ import getpass
 import json
 import os
 import re
-import tempfile
 import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.urls import open_url
+from ansible_collections.msa.platform.plugins.module_utils._atomic_file import write_atomic
 from ansible_collections.msa.platform.plugins.module_utils._haproxy_runtime import (
     HAProxyRuntime,
     HAProxyRuntimeError,
@@ -259,27 +259,10 @@ class StateStore:
 
     def save(self, service, data):
         """Write atomically: temp file in the same directory, fsync, chmod 0640, rename, fsync dir."""
-        path = self.path(service)
         os.makedirs(self.state_dir, mode=0o750, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.state_dir, prefix=".%s." % service, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as handle:
-                json.dump(data, handle, indent=2, sort_keys=False)
-                handle.write("\n")
-                handle.flush()
-                os.fchmod(handle.fileno(), STATE_MODE)
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        dir_fd = os.open(self.state_dir, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-        return path
+        content = json.dumps(data, indent=2, sort_keys=False) + "\n"
+        write_atomic(self.path(service), content, STATE_MODE, sync_dir=True)
+        return self.path(service)
 
 
 class ServiceLock:

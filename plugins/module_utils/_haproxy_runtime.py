@@ -20,7 +20,8 @@ import errno
 import os
 import socket
 import stat
-import tempfile
+
+from ansible_collections.msa.platform.plugins.module_utils._atomic_file import write_atomic
 
 # Answers HAProxy gives as text instead of an error code. Matched on the start of the answer,
 # case-insensitively; any other non-empty answer to a "set" command is an error as well.
@@ -251,20 +252,7 @@ class HAProxyRuntime:
         """
         answer = self.command("show servers state")
         parse_servers_state(answer)  # refuse to write an error text where HAProxy expects state
-        directory = os.path.dirname(path) or "."
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".server-state.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(answer if answer.endswith("\n") else answer + "\n")
-                handle.flush()
-                os.fchmod(handle.fileno(), mode)
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        return path
+        return write_atomic(path, answer if answer.endswith("\n") else answer + "\n", mode)
 
 
 def stat_rows_for_backend(rows, backend):

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
+
+from ansible_collections.msa.platform.plugins.module_utils._atomic_file import write_atomic as _write_atomic
 
 _SERVER_RE = re.compile(
     r"^(?P<indent>\s*)server\s+(?P<host>\[[^\]]+\]|[^\s:;]+):(?P<port>\d+)(?P<rest>[^;]*);(?P<tail>.*)$"
@@ -130,23 +131,11 @@ def retarget(text, service, from_port, to_port):
 
 def write_atomic(path, content, mode=None):
     """Replace ``path`` with ``content`` atomically, keeping its mode (or ``mode`` for a new file)."""
-    directory = os.path.dirname(path) or "."
     try:
         current_mode = os.stat(path).st_mode & 0o7777
     except FileNotFoundError:
         current_mode = 0o644 if mode is None else mode
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".%s." % os.path.basename(path), suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fchmod(handle.fileno(), current_mode)
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    return _write_atomic(path, content, current_mode)
 
 
 class NginxController:

@@ -9,7 +9,7 @@ import threading
 import time
 
 import pytest
-from ansible_collections.msa.platform.plugins.module_utils import _bluegreen as bg
+from ansible_collections.msa.platform.plugins.module_utils import _atomic_file as atomic_file
 from ansible_collections.msa.platform.plugins.module_utils._bluegreen import (
     BACKENDS,
     BlueGreenError,
@@ -65,7 +65,7 @@ def test_state_save_is_atomic(tmp_path, monkeypatch):
     def boom(*_args, **_kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(bg.json, "dump", boom)
+    monkeypatch.setattr(atomic_file.os, "fsync", boom)
     with pytest.raises(OSError, match="disk full"):
         store.save("orders", {"service": "orders", "live": "green", "versions": {}, "history": []})
     monkeypatch.undo()
