@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -297,8 +298,15 @@ class NginxLab:
             return resp.read().decode().strip()
 
     def serves(self, color, times=10):
-        """True when ``times`` requests in a row reach ``color`` (old workers may answer just after a reload)."""
-        return all(self.request() == color for _attempt in range(times))
+        """True when ``times`` requests in a row reach ``color``.
+
+        Just after a reload an old worker may still answer, from the old upstream: with that
+        color dead, a 502. That is "not yet", and the caller's wait polls again.
+        """
+        try:
+            return all(self.request() == color for _attempt in range(times))
+        except urllib.error.HTTPError:
+            return False
 
 
 @pytest.fixture
