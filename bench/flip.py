@@ -156,7 +156,7 @@ class Probe:
         interval = workers / rate
         self.threads = [
             threading.Thread(target=loadgen.worker, args=(args, self.recorder, self.stop, interval), daemon=True)
-            for _ in range(workers)
+            for _worker in range(workers)
         ]
 
     def __enter__(self) -> Probe:
