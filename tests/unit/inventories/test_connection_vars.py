@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ INVENTORIES = sorted(p for p in (ROOT / "inventories").iterdir() if p.is_dir())
 CONNECTION_VARS = ("ansible_host", "ansible_port", "ansible_user", "ansible_connection")
 
 
+@cache
 def hostvars(inventory: Path) -> dict:
     listing = subprocess.run(
         ["ansible-inventory", "-i", str(inventory), "--list"], capture_output=True, text=True, check=True
