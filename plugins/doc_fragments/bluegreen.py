@@ -6,7 +6,8 @@ from __future__ import annotations
 
 
 class ModuleDocFragment:
-    # Options shared by every blue/green module (plugins/module_utils/_bluegreen.py SHARED_ARGSPEC).
+    # Options shared by every blue/green module (plugins/module_utils/_bluegreen.py SHARED_ARGSPEC;
+    # the ranges and formats below are checked by option_problems() there, before anything changes).
     DOCUMENTATION = r"""
 options:
   balancer:
@@ -21,6 +22,7 @@ options:
   state_dir:
     description:
       - Directory of the per-service state files C(<service>.json) and lock files C(<service>.lock).
+        An absolute path.
       - The roles read the same files, so a later C(site.yml) run keeps the live color.
     type: path
     default: /var/lib/msa/bluegreen
@@ -30,12 +32,15 @@ options:
       - With O(balancer=haproxy) every C(<host>-blue) and C(<host>-green) server must exist in C(be_<service>),
         so a typo fails instead of passing quietly; other servers of the backend are left alone.
       - With O(balancer=nginx) these are the hosts whose health is checked; default is the hosts the upstream lists.
+      - Each is a host name (letters, digits, C(.), C(-), C(_)) or an IPv6 address in brackets; the list may not be
+        empty.
     type: list
     elements: str
   ports:
     description:
       - Ports of the two colors on the application hosts, as in C(msa_services[].ports).
       - Needed with O(balancer=nginx), where the port of the upstream servers tells the live color.
+      - Each from 1 to 65535, and the two must differ.
     type: dict
     suboptions:
       blue:
@@ -50,36 +55,42 @@ options:
     description:
       - HTTP path the service answers with 200 when ready. Used with O(balancer=nginx), where this module
         checks health itself; HAProxy runs its own checks and reports them.
+      - Starts with C(/), no spaces or control characters.
     type: str
     default: /health
   health_timeout:
-    description: Seconds to wait for one health answer (O(balancer=nginx)).
+    description: Seconds to wait for one health answer (O(balancer=nginx)), from 0.1 to 300.
     type: float
     default: 3.0
   haproxy_socket:
-    description: The HAProxy runtime API socket (C(stats socket ... level admin)).
+    description:
+      - The HAProxy runtime API socket (C(stats socket ... level admin)), an absolute path.
+      - A socket that answers but is not HAProxy's fails naming the path.
     type: path
     default: /run/haproxy/admin.sock
   haproxy_timeout:
-    description: Seconds to wait for HAProxy to answer one runtime API command.
+    description: Seconds to wait for HAProxy to answer one runtime API command, from 0.1 to 300.
     type: float
     default: 5.0
   haproxy_state_file:
     description:
       - Where the server state is dumped after a flip (HAProxy C(server-state-file)), so that runtime
-        weights survive a reload. An empty string skips the dump (with a warning).
+        weights survive a reload. An absolute path; an empty string skips the dump (with a warning).
     type: path
     default: /var/lib/haproxy/server-state
   nginx_upstream_dir:
-    description: Directory of the per-service upstream files C(<service>.conf).
+    description: Directory of the per-service upstream files C(<service>.conf), an absolute path.
     type: path
     default: /etc/nginx/msa/upstreams
   nginx_binary:
-    description: The nginx program, used for C(nginx -t) and, with O(nginx_reload=signal), C(nginx -s reload).
+    description:
+      - The nginx program, used for C(nginx -t) and, with O(nginx_reload=signal), C(nginx -s reload).
+      - A name looked up in C(PATH) (and the sbin directories) or an absolute path. The flip checks that it exists
+        and is executable before it changes the upstream file.
     type: path
     default: nginx
   nginx_config:
-    description: Main NGINX configuration passed as C(-c) to C(nginx -t) and C(nginx -s reload).
+    description: Main NGINX configuration passed as C(-c) to C(nginx -t) and C(nginx -s reload), an absolute path.
     type: path
     default: /etc/nginx/nginx.conf
   nginx_reload:

@@ -13,10 +13,12 @@ import os
 import tempfile
 
 
-def write_atomic(path, content, mode, sync_dir=False):
+def write_atomic(path, content, mode, sync_dir=False, owner=None):
     """Write ``content`` to a temp file beside ``path``, fsync it, set ``mode``, rename it over ``path``.
 
     With ``sync_dir`` the directory is fsynced too, so the rename itself survives a crash.
+    ``owner`` is a ``(uid, gid)`` pair given to the new file before the rename (to keep the
+    owner of the file it replaces).
     """
     directory = os.path.dirname(path) or "."
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".%s." % os.path.basename(path), suffix=".tmp")
@@ -24,6 +26,10 @@ def write_atomic(path, content, mode, sync_dir=False):
         with os.fdopen(fd, "w") as handle:
             handle.write(content)
             handle.flush()
+            if owner is not None:
+                current = os.fstat(handle.fileno())
+                if (current.st_uid, current.st_gid) != tuple(owner):
+                    os.fchown(handle.fileno(), owner[0], owner[1])
             os.fchmod(handle.fileno(), mode)
             os.fsync(handle.fileno())
         os.replace(tmp, path)

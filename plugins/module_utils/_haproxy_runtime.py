@@ -98,7 +98,7 @@ def parse_show_stat(text):
         header.pop()
     rows = []
     for values in csv.reader(lines[1:]):
-        row = dict(zip(header, values))  # noqa: B905 - modules also run on Python 3.8 (no strict=)
+        row = dict(zip(header, values))  # noqa: B905 - no strict= before Python 3.10; the floor is 3.9
         for key in ("scur", "weight"):
             value = row.get(key, "")
             row[key] = int(value) if value.isdigit() else 0
@@ -121,7 +121,7 @@ def parse_servers_state(text):
     rows = []
     for line in lines[2:]:
         values = line.split()
-        row = dict(zip(header, values))  # noqa: B905 - modules also run on Python 3.8 (no strict=)
+        row = dict(zip(header, values))  # noqa: B905 - no strict= before Python 3.10; the floor is 3.9
         for key in ("srv_uweight", "srv_iweight", "srv_op_state", "srv_admin_state"):
             if key in row and row[key].isdigit():
                 row[key] = int(row[key])
@@ -181,7 +181,7 @@ class HAProxyRuntime:
                 if not data:
                     break
                 chunks.append(data)
-        except TimeoutError as exc:
+        except socket.timeout as exc:  # TimeoutError from Python 3.10 on; 3.9 (the floor) has its own class
             raise HAProxyRuntimeError(
                 "HAProxy did not answer '%s' on %s within %ss" % (command, path, self.timeout),
                 command=command,
@@ -200,8 +200,32 @@ class HAProxyRuntime:
             sock.close()
         return b"".join(chunks).decode("utf-8", "replace")
 
+    def _not_understood(self, command, answer):
+        """The error for an answer that is not what HAProxy gives to ``command``."""
+        err = detect_error(answer)
+        if err:
+            return HAProxyRuntimeError(
+                "HAProxy on %s refused '%s': %s" % (self.socket_path, command, err),
+                command=command,
+                answer=answer,
+                kind=_error_kind(err),
+            )
+        text = (answer or "").strip()
+        return HAProxyRuntimeError(
+            "%s is not an HAProxy admin (stats) socket: it answered '%s' with %s. Check haproxy_socket: it must be "
+            "the path of 'stats socket <path> ... level admin' in haproxy.cfg, and that path must not be reused by "
+            "another program" % (self.socket_path, command, repr(text.splitlines()[0][:200]) if text else "nothing"),
+            command=command,
+            answer=answer,
+            kind="socket",
+        )
+
     def show_stat(self):
-        return parse_show_stat(self.command("show stat"))
+        answer = self.command("show stat")
+        try:
+            return parse_show_stat(answer)
+        except HAProxyRuntimeError as exc:
+            raise self._not_understood("show stat", answer) from exc
 
     def show_servers_state(self, backend=None):
         cmd = "show servers state" + (" %s" % backend if backend else "")
@@ -213,7 +237,7 @@ class HAProxyRuntime:
                 raise HAProxyRuntimeError(
                     "HAProxy has no backend %s" % backend, command=cmd, answer=answer, kind="backend"
                 ) from exc
-            raise
+            raise self._not_understood(cmd, answer) from exc
 
     def get_weight(self, backend, server):
         cmd = "get weight %s/%s" % (backend, server)

@@ -12,7 +12,8 @@
 (written first by the ``nginx_gateway`` role). A flip changes only the port of each ``server``
 line from the old color's port to the new one and keeps every other line (comments, ``keepalive``,
 server parameters) as the role wrote it. The new file is checked with ``nginx -t``; if that or
-the reload fails the previous file is put back, so NGINX never runs a half-written upstream.
+the reload fails (or anything else goes wrong after the write) the previous file is put back,
+so NGINX never runs, or later loads, an upstream nobody asked for.
 """
 
 from __future__ import annotations
@@ -130,12 +131,12 @@ def retarget(text, service, from_port, to_port):
 
 
 def write_atomic(path, content, mode=None):
-    """Replace ``path`` with ``content`` atomically, keeping its mode (or ``mode`` for a new file)."""
+    """Replace ``path`` with ``content`` atomically, keeping its mode and owner (``mode`` for a new file)."""
     try:
-        current_mode = os.stat(path).st_mode & 0o7777
+        current = os.stat(path)
     except FileNotFoundError:
-        current_mode = 0o644 if mode is None else mode
-    return _write_atomic(path, content, current_mode)
+        return _write_atomic(path, content, 0o644 if mode is None else mode)
+    return _write_atomic(path, content, current.st_mode & 0o7777, owner=(current.st_uid, current.st_gid))
 
 
 class NginxController:
@@ -159,14 +160,20 @@ class NginxController:
             argv += ["-c", self.config]
         return argv
 
+    def _call(self, argv):
+        try:
+            return self.run(argv)
+        except OSError as exc:  # the program is missing or cannot be executed
+            raise NginxUpstreamError("cannot run %s: %s" % (argv[0], exc.strerror or exc)) from exc
+
     def test(self):
-        rc, out, err = self.run([*self._base(), "-t", "-q"])
+        rc, out, err = self._call([*self._base(), "-t", "-q"])
         if rc != 0:
             raise NginxUpstreamError("nginx -t failed: %s" % ((err or out or "").strip() or "rc=%s" % rc), output=err)
 
     def reload(self):
         argv = [self.systemctl, "reload", "nginx"] if self.reload_mode == "systemd" else [*self._base(), "-s", "reload"]
-        rc, out, err = self.run(argv)
+        rc, out, err = self._call(argv)
         if rc != 0:
             raise NginxUpstreamError(
                 "'%s' failed: %s" % (" ".join(argv), (err or out or "").strip() or "rc=%s" % rc), output=err
@@ -207,23 +214,39 @@ def shutting_down_workers(proc="/proc"):
 
 
 def switch_file(path, new_text, controller):
-    """Install ``new_text`` at ``path``, validate and reload; put the old file back on any failure."""
+    """Install ``new_text`` at ``path``, validate and reload.
+
+    On any failure, expected (``nginx -t`` refused it, the reload failed) or not (the program is
+    missing, a bug, an exit), the previous content is put back with its mode and owner before the
+    error goes on; an unexpected ``Exception`` becomes :class:`NginxUpstreamError`.
+    """
     with open(path) as handle:
         old_text = handle.read()
     write_atomic(path, new_text)
     try:
         controller.test()
-    except NginxUpstreamError as exc:
-        write_atomic(path, old_text)
-        raise NginxUpstreamError(
-            "%s; the previous %s was restored and NGINX was not reloaded" % (exc.msg, path), output=exc.output
-        ) from exc
+    except BaseException as exc:
+        _put_back(path, old_text, exc, "nginx -t", "and NGINX was not reloaded")
     try:
         controller.reload()
-    except NginxUpstreamError as exc:
-        write_atomic(path, old_text)
-        raise NginxUpstreamError(
-            "%s; the previous %s was restored (NGINX keeps running its old configuration)" % (exc.msg, path),
-            output=exc.output,
-        ) from exc
+    except BaseException as exc:
+        _put_back(path, old_text, exc, "reloading NGINX", "(NGINX keeps running its old configuration)")
     return old_text
+
+
+def _put_back(path, old_text, exc, step, outcome):
+    """Restore ``path`` after ``exc`` interrupted ``step``, then raise the error to report."""
+    what = exc.msg if isinstance(exc, NginxUpstreamError) else "%s failed: %s: %s" % (step, type(exc).__name__, exc)
+    try:
+        write_atomic(path, old_text)
+    except OSError as restore_exc:
+        raise NginxUpstreamError(
+            "%s; restoring the previous %s FAILED too (%s): NGINX would load the new file at its next reload, "
+            "put the old one back by hand" % (what, path, restore_exc),
+            output=getattr(exc, "output", None),
+        ) from exc
+    if not isinstance(exc, Exception):
+        raise exc  # SystemExit, KeyboardInterrupt: restored, and on its way
+    raise NginxUpstreamError(
+        "%s; the previous %s was restored %s" % (what, path, outcome), output=getattr(exc, "output", None)
+    ) from exc

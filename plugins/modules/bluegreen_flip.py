@@ -24,7 +24,18 @@ description:
   - Every flip runs under the service's lock in O(state_dir) and is recorded in the state file with time (UTC),
     operator, balancer, from, to and the versions of both colors. That file is what the roles read, so a
     later C(site.yml) run keeps the live color.
+  - The state file is written last. When anything fails after the balancer was changed (draining, saving the
+    server state, writing the state file, or an unexpected error), the balancer is put back as it was first
+    (weights and saved server state on HAProxy; upstream file, its mode and owner, and a reload on NGINX), and
+    the failure says so. Nothing is recorded for a flip that did not stay.
+  - Every option's range and format is checked before anything is read or changed, and the state file is
+    validated as a whole when it is read; a state file that is not valid JSON or not exactly the documented
+    document fails naming the file and every problem found, and nothing changes.
   - Flipping to the color that is already live changes nothing.
+  - "The result's C(msg) is a one-line summary, for example
+    C(orders: blue -> green on lb1 (haproxy, weights 0/100, 3 steps, drained in 1.2 s))."
+requirements:
+  - Python 3.9 or later on the balancer host.
 seealso:
   - module: msa.platform.bluegreen_info
 extends_documentation_fragment:
@@ -58,11 +69,12 @@ options:
     required: true
     choices: [blue, green, previous, release]
   release:
-    description: Version to go back to with O(to=release).
+    description: Version to go back to with O(to=release) (at most 128 characters, no spaces).
     type: str
   versions:
     description:
-      - Versions now deployed per color, recorded in the state file and in the history entry.
+      - Versions now deployed per color, recorded in the state file and in the history entry
+        (each at most 128 characters, no spaces).
       - Colors left out keep the version recorded before.
     type: dict
     suboptions:
@@ -74,33 +86,39 @@ options:
         type: str
   steps:
     description:
-      - Traffic share of the new color after each step, increasing, ending with 100. The old color gets the
-        rest (C(100 - step)). Only with O(balancer=haproxy).
+      - Traffic share of the new color after each step, as integers from 1 to 100, increasing, ending with 100.
+        The old color gets the rest (C(100 - step)). Only with O(balancer=haproxy).
     type: list
     elements: int
     default: [100]
   step_pause:
-    description: Seconds to wait after each step but the last, before the new color's health is checked again.
+    description:
+      - Seconds to wait after each step but the last, before the new color's health is checked again.
+      - From 0 to 3600.
     type: int
     default: 10
   drain_timeout:
     description:
       - Seconds to wait for the old color's current sessions to reach 0 after the flip (HAProxy), or for the
-        NGINX workers of the old configuration to exit.
+        NGINX workers of the old configuration to exit. From 0 to 3600.
       - When the wait ends with sessions left, the flip still succeeds and warns; the result says how many.
     type: int
     default: 60
   lock_timeout:
-    description: Seconds to wait for another flip of the same service to release the lock before failing.
+    description:
+      - Seconds to wait for another flip of the same service to release the lock before failing. From 0 to 3600.
     type: int
     default: 30
   operator:
     description:
-      - Who asked for the flip, for the history. The playbooks pass the controller's user.
-      - Defaults to C(SUDO_USER) or the login name on the target host.
+      - Who asked for the flip, for the history (at most 128 characters, not blank, no control characters).
+        The playbooks pass C(bluegreen_operator) or the controller's C(USER).
+      - When left out it is taken on the balancer host, first found of C(MSA_OPERATOR); the user who became root
+        (C(SUDO_USER), C(DOAS_USER)), which is the remote user under C(become); the user who logged in (the
+        audit login uid, which C(su) keeps); C(LOGNAME), C(USER); the name of the effective uid; C(uid <n>).
     type: str
   history_keep:
-    description: Number of history entries kept in the state file; V(0) keeps all.
+    description: Number of history entries kept in the state file, from 0 to 100000; V(0) keeps all.
     type: int
     default: 200
 notes:
@@ -152,6 +170,13 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+msg:
+  description:
+    - One line per balancer saying what happened; the structured values below carry the details.
+    - Shown by the default callback on failures and with C(-v); register the result to print it otherwise.
+  returned: always
+  type: str
+  sample: "orders: blue -> green on lb1 (haproxy, weights 0/100, 3 steps, drained in 1.2 s)"
 service:
   description: The service.
   returned: always
@@ -237,11 +262,13 @@ health_failed:
 """
 
 from ansible_collections.msa.platform.plugins.module_utils._bluegreen import (  # noqa: E402 - after the docs, by convention
-    BlueGreenError,
     BlueGreenModule,
-    HealthGateError,
-    run_flip,
 )
+from ansible_collections.msa.platform.plugins.module_utils._bluegreen_common import (  # noqa: E402
+    BlueGreenError,
+    HealthGateError,
+)
+from ansible_collections.msa.platform.plugins.module_utils._bluegreen_decision import run_flip  # noqa: E402
 
 
 def main():
@@ -257,6 +284,7 @@ def main():
         operator={"type": "str"},
         history_keep={"type": "int", "default": 200},
     )
+    # Checks every option's range and format before anything is read or changed.
     module = BlueGreenModule(
         argument_spec=argument_spec,
         supports_check_mode=True,
@@ -273,10 +301,9 @@ def main():
     except BlueGreenError as exc:
         module.fail_bluegreen(exc, service=service)
     except OSError as exc:
-        # State directory, lock or upstream file not reachable (permissions, read-only fs, ...).
-        module.fail_json(
-            msg="%s: %s" % (getattr(exc, "filename", None) or "I/O error", exc.strerror or exc), service=service
-        )
+        module.fail_os_error(exc, service=service)
+    except Exception as exc:  # noqa: BLE001 - house style: no Python exception escapes a module
+        module.fail_unexpected(exc, service=service)
 
     diff = result.pop("diff", None)
     if module._diff and diff is not None:

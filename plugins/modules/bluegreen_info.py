@@ -18,6 +18,11 @@ description:
   - On HAProxy, health is HAProxy's own check result from C(show stat); a server with weight 0 whose checks
     pass shows as C(DRAIN) and counts as healthy.
   - On NGINX, this module sends C(GET <health_path>) to each host of both colors and needs O(ports) to tell them apart.
+  - The state file is validated as a whole when it is read. For one service, a state file that is not valid JSON
+    or not exactly the documented document fails naming the file and every problem found; when reporting every
+    service, that service gets an C(error) instead.
+requirements:
+  - Python 3.9 or later on the balancer host.
 seealso:
   - module: msa.platform.bluegreen_flip
 extends_documentation_fragment:
@@ -32,7 +37,7 @@ options:
       - A name the balancer does not know fails and lists the known ones.
     type: str
   history_limit:
-    description: Number of most recent history entries returned per service; V(0) returns all.
+    description: Number of most recent history entries returned per service, from 0 to 100000; V(0) returns all.
     type: int
     default: 10
 """
@@ -124,21 +129,27 @@ services:
           to: green
           versions: {"blue": "1.0.0", "green": "1.1.0"}
     error:
-      description: Why this service could not be read (only when reporting every service).
+      description:
+        - Why this service could not be read (only when reporting every service), for example the balancer does
+          not know it, or its state file is not valid.
       type: str
       sample: "unknown service payments: HAProxy has no backend be_payments; known services: orders"
 """
 
 from ansible_collections.msa.platform.plugins.module_utils._bluegreen import (  # noqa: E402 - after the docs, by convention
-    BlueGreenError,
     BlueGreenModule,
+)
+from ansible_collections.msa.platform.plugins.module_utils._bluegreen_common import (  # noqa: E402
+    BlueGreenError,
+    StateFileError,
     UnknownServiceError,
-    describe_service,
     validate_service,
 )
+from ansible_collections.msa.platform.plugins.module_utils._bluegreen_decision import describe_service  # noqa: E402
 
 
 def main():
+    # Checks every option's range and format before anything is read.
     module = BlueGreenModule(
         argument_spec=BlueGreenModule.generate_argspec(
             service={"type": "str"},
@@ -160,15 +171,14 @@ def main():
             for name in sorted(names):
                 try:
                     services[name] = describe_service(module.backend_for(name), store, name, limit)
-                except UnknownServiceError as exc:
+                except (UnknownServiceError, StateFileError) as exc:
                     services[name] = {"service": name, "error": exc.msg}
     except BlueGreenError as exc:
         module.fail_bluegreen(exc, service=service)
     except OSError as exc:
-        # State directory, lock or upstream file not reachable (permissions, read-only fs, ...).
-        module.fail_json(
-            msg="%s: %s" % (getattr(exc, "filename", None) or "I/O error", exc.strerror or exc), service=service
-        )
+        module.fail_os_error(exc, service=service)
+    except Exception as exc:  # noqa: BLE001 - house style: no Python exception escapes a module
+        module.fail_unexpected(exc, service=service)
     module.exit_json(changed=False, services=services)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import socketserver
 import threading
 
 import pytest
@@ -273,3 +274,50 @@ def test_real_haproxy_server_state_survives_restart(haproxy_lab):
     weights = {r["srv_name"]: r["srv_uweight"] for r in runtime.show_servers_state("be_orders")}
     assert weights["app1-green"] == 100
     assert weights["app1-blue"] == 0
+
+
+class _HttpOnUnixSocket:
+    """Something else on a UNIX socket: answers every request with ``HTTP/1.0 400 Bad Request``."""
+
+    def __init__(self, path):
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self):
+                self.rfile.readline()
+                self.wfile.write(b"HTTP/1.0 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+        self.server = socketserver.ThreadingUnixStreamServer(path, Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_socket_that_is_not_haproxy_is_named(tmp_path):
+    path = str(tmp_path / "other.sock")
+    other = _HttpOnUnixSocket(path)
+    try:
+        with pytest.raises(HAProxyRuntimeError) as info:
+            HAProxyRuntime(path, timeout=2).show_stat()
+    finally:
+        other.close()
+    msg = info.value.msg
+    assert path in msg
+    assert "is not an HAProxy admin (stats) socket" in msg
+    assert "HTTP/1.0 400" in msg  # what it did answer
+    assert "haproxy_socket" in msg and "stats socket" in msg  # what to check
+    assert info.value.kind == "socket"
+
+
+def test_haproxy_refusal_is_not_called_a_foreign_socket(tmp_path):
+    path = str(tmp_path / "admin.sock")
+    fake = _FakeHAProxy(path, {"show stat": "Permission denied\n"})
+    try:
+        with pytest.raises(HAProxyRuntimeError) as info:
+            HAProxyRuntime(path, timeout=2).show_stat()
+    finally:
+        fake.close()
+    assert "Permission denied" in info.value.msg and path in info.value.msg
+    assert "not an HAProxy" not in info.value.msg

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from ansible_collections.msa.platform.plugins.module_utils._nginx_upstreams import (
     NginxController,
@@ -130,6 +132,54 @@ def test_switch_file_restores_on_failure(tmp_path, test_rc, reload_rc, match):
     assert path.read_text() == ROLE_STYLE
     if test_rc:
         assert len(fake.calls) == 1  # never reloaded a config that failed nginx -t
+
+
+class _Explodes:
+    """A runner that fails in an unexpected way (not a non-zero exit) at the given step."""
+
+    def __init__(self, at, exc):
+        self.at = at
+        self.exc = exc
+        self.calls = []
+
+    def __call__(self, argv):
+        self.calls.append(argv)
+        if (self.at == "test") == ("-t" in argv):
+            raise self.exc
+        return 0, "", ""
+
+
+@pytest.mark.parametrize("at", ["test", "reload"])
+@pytest.mark.parametrize(
+    "exc",
+    [FileNotFoundError(2, "No such file or directory", "/opt/nginx"), RuntimeError("boom"), KeyError("x")],
+    ids=["oserror", "runtimeerror", "keyerror"],
+)
+def test_switch_file_restores_content_and_mode_on_any_error(tmp_path, at, exc):
+    path = tmp_path / "orders.conf"
+    path.write_text(ROLE_STYLE)
+    path.chmod(0o604)
+    os.chown(path, os.getuid(), 1 if os.geteuid() == 0 else os.getgid())
+    before = path.stat()
+    runner = _Explodes(at, exc)
+    with pytest.raises(NginxUpstreamError) as info:
+        switch_file(str(path), retarget(ROLE_STYLE, "orders", 8101, 8102), NginxController(runner))
+    assert "the previous %s was restored" % path in info.value.msg
+    assert path.read_text() == ROLE_STYLE
+    after = path.stat()
+    assert (after.st_mode, after.st_uid, after.st_gid) == (before.st_mode, before.st_uid, before.st_gid)
+    assert [p.name for p in tmp_path.iterdir()] == ["orders.conf"]
+
+
+def test_switch_file_restores_on_exit_and_reraises(tmp_path):
+    """fail_json inside a runner exits (SystemExit): the file is still put back first."""
+    path = tmp_path / "orders.conf"
+    path.write_text(ROLE_STYLE)
+    with pytest.raises(SystemExit):
+        switch_file(
+            str(path), retarget(ROLE_STYLE, "orders", 8101, 8102), NginxController(_Explodes("reload", SystemExit(1)))
+        )
+    assert path.read_text() == ROLE_STYLE
 
 
 def test_systemd_reload_command():

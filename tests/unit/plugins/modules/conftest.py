@@ -6,14 +6,20 @@ import json
 from types import SimpleNamespace
 
 import pytest
+from ansible.module_utils._internal import _traceback
 from ansible.module_utils.testing import patch_module_args
 from ansible_collections.msa.platform.plugins.modules import bluegreen_info
 
 
-def run_module(module, capsys, args, check_mode=False, diff=False):
+def run_module(module, capsys, args, *, check_mode=False, diff=False, tracebacks=False):
+    """Run ``module.main()``; ``tracebacks`` asks for error tracebacks in results, as ``-vvv`` does."""
     args = dict(args)
     args["_ansible_check_mode"] = check_mode
     args["_ansible_diff"] = diff
+    if tracebacks:
+        args["_ansible_tracebacks_for"] = ["error"]
+    # ansible-core caches the traceback setting for the life of the process (one module run).
+    _traceback._module_tracebacks_enabled_events = None
     with patch_module_args(args), pytest.raises(SystemExit) as info:
         module.main()
     out = json.loads(capsys.readouterr().out)
