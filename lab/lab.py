@@ -30,6 +30,11 @@ import time
 from pathlib import Path
 
 DISTROS = ("bookworm", "trixie")
+# Where the lab keeps its SSH key and ssh_config: on the machine, outside any clone.
+LAB_HOME = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "msa-platform" / "lab"
+SSH_KEY = LAB_HOME / "ssh" / "id_ed25519"
+SSH_CONFIG = LAB_HOME / "ssh_config"
+
 DEFAULT_DISTRO = os.environ.get("MSA_LAB_DISTRO", "bookworm")
 LABEL = "msa.lab"
 
@@ -52,6 +57,7 @@ RECIPE = {
         "gnupg",
         "netcat-openbsd",
         "less",
+        "openssh-server",
     ],
     # Units that cannot work in a container and would leave systemd "degraded".
     "masked_units": [
@@ -67,7 +73,10 @@ RECIPE = {
         "systemd-remount-fs.service",
         "systemd-firstboot.service",
     ],
-    "revision": 2,
+    # The unprivileged account Ansible logs in as over SSH, with passwordless sudo, as on
+    # a cloud VM; the lab's public key is added when a host starts (lab.py up).
+    "login_user": "msa",
+    "revision": 3,
 }
 
 # Every capability name this Docker engine knows, minus SYS_RESOURCE, which the
@@ -291,10 +300,31 @@ def configure_root(root: Path, distro: str, archive: str, security: str) -> None
         link.unlink(missing_ok=True)
         link.symlink_to("/dev/null")
     (root / "etc/machine-id").write_text("")
+    configure_ssh(root)
     for deb in (root / "var/cache/apt/archives").glob("*.deb"):
         deb.unlink()
     shutil.rmtree(root / "var/lib/apt/lists", ignore_errors=True)
     (root / "var/lib/apt/lists/partial").mkdir(parents=True, exist_ok=True)
+
+
+def configure_ssh(root: Path) -> None:
+    """An SSH login like a cloud VM's: key only, no root, one sudo user; host keys per host."""
+    user = RECIPE["login_user"]
+    run(["chroot", str(root), "useradd", "--create-home", "--shell", "/bin/bash", user])
+    sudoers = root / "etc/sudoers.d" / f"90-{user}"
+    sudoers.write_text(f"{user} ALL=(ALL:ALL) NOPASSWD: ALL\n")
+    sudoers.chmod(0o440)
+    (root / "etc/ssh/sshd_config.d/90-msa-lab.conf").write_text(
+        "PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin no\nUseDNS no\n"
+    )
+    # Keys made at image build time would be shared by every host: make them at first boot.
+    for key in (root / "etc/ssh").glob("ssh_host_*"):
+        key.unlink()
+    dropin = root / "etc/systemd/system/ssh.service.d"
+    dropin.mkdir(parents=True, exist_ok=True)
+    (dropin / "host-keys.conf").write_text(
+        "[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\nExecStartPre=/usr/sbin/sshd -t\n"
+    )
 
 
 # --- hosts ------------------------------------------------------------------------
@@ -318,9 +348,68 @@ def container_state(name: str) -> str:
     return docker("inspect", "-f", "{{.State.Status}}", name, check=False)
 
 
+# --- SSH access like a VM's ---------------------------------------------------------
+
+
+def ensure_ssh_key() -> str:
+    if not SSH_KEY.exists():
+        SSH_KEY.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "msa-lab", "-f", str(SSH_KEY)])
+    return SSH_KEY.with_suffix(".pub").read_text().strip()
+
+
+def authorize(name: str, public_key: str) -> None:
+    user = RECIPE["login_user"]
+    script = (
+        f"install -d -m 0700 -o {user} -g {user} /home/{user}/.ssh && "
+        f"printf '%s\\n' \"$1\" > /home/{user}/.ssh/authorized_keys && "
+        f"chown {user}:{user} /home/{user}/.ssh/authorized_keys && chmod 0600 /home/{user}/.ssh/authorized_keys"
+    )
+    docker("exec", name, "sh", "-c", script, "sh", public_key)
+
+
+def container_address(name: str) -> str:
+    # Another lab may remove its hosts meanwhile: such a host simply has no address.
+    return docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", name, check=False)
+
+
+def write_ssh_config() -> None:
+    """One Host block per running lab container, by container name: `ssh -F <this> demo-gw-1`."""
+    names = docker("ps", "--filter", f"label={LABEL}", "--format", "{{.Names}}").split()
+    addresses = {name: container_address(name) for name in names}
+    blocks = [
+        f"Host {name}\n  HostName {address}\n  User {RECIPE['login_user']}\n"
+        f"  IdentityFile {SSH_KEY}\n  IdentitiesOnly yes\n"
+        # Lab hosts make new host keys whenever they are recreated.
+        "  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n"
+        for name, address in sorted(addresses.items())
+        if address
+    ]
+    SSH_CONFIG.parent.mkdir(parents=True, exist_ok=True)
+    tmp = SSH_CONFIG.with_suffix(f".{os.getpid()}.tmp")  # labs start side by side
+    tmp.write_text("# Written by lab/lab.py up/down: the running lab hosts.\n" + "\n".join(blocks))
+    tmp.replace(SSH_CONFIG)
+
+
+def wait_for_ssh(name: str, timeout: float = 120) -> None:
+    # Straight to the address: ssh_config is shared with labs starting side by side.
+    address = container_address(name)
+    options = ["-i", str(SSH_KEY), "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=no"]
+    options += ["-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=3"]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        login = ["ssh", *options, f"{RECIPE['login_user']}@{address}", "sudo", "-n", "true"]
+        result = run(login, check=False)
+        if result.returncode == 0:
+            return
+        time.sleep(1)
+    raise SystemExit(f"lab: {name}: no SSH login with sudo after {timeout:.0f} s: {result.stderr.strip()}")
+
+
 def up(lab: str, hosts: list[str], distro: str) -> None:
     ensure_docker()
     tag = build_image(distro)
+    public_key = ensure_ssh_key()
     network = network_name(lab)
     if not docker("network", "ls", "-q", "--filter", f"name=^{network}$"):
         docker("network", "create", "--label", f"{LABEL}={lab}", network)
@@ -350,7 +439,12 @@ def up(lab: str, hosts: list[str], distro: str) -> None:
             tag,
         )
     for host in hosts:
-        wait_for_systemd(container_name(lab, host))
+        name = container_name(lab, host)
+        wait_for_systemd(name)
+        authorize(name, public_key)
+    write_ssh_config()
+    for host in hosts:
+        wait_for_ssh(container_name(lab, host))
     log(f"lab {lab!r} up on {distro}: " + ", ".join(container_name(lab, h) for h in hosts))
 
 
@@ -375,6 +469,7 @@ def down(lab: str) -> None:
     names = docker("ps", "-aq", "--filter", f"label={LABEL}={lab}").split()
     if names:
         docker("rm", "-f", "-v", *names)
+    write_ssh_config()
     network = network_name(lab)
     if docker("network", "ls", "-q", "--filter", f"name=^{network}$"):
         docker("network", "rm", network)

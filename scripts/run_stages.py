@@ -1,107 +1,194 @@
-#!/usr/bin/env bash
-# Runs every check of `make test` as a named stage, times each one and prints a
-# summary. All stages run even when one fails, so one CI run shows everything;
-# the exit status is non-zero if any failed.
-#   STAGES="lint unit"  run only stages whose name starts with one of these words
-#   MOLECULE_JOBS=N     molecule scenarios run N at a time (default 2), each in its
-#                       own lab; a scenario's output is printed when it ends
-#   MOLECULE_DISTROS    distributions for the scenarios listed in molecule/both-distros
-set -uo pipefail
-cd "$(dirname "$0")/.."
+"""Runs every check of `make test` as a named stage and prints their times.
 
-checks=(
-  "yamllint|yamllint -s ."
-  "ansible-lint|ansible-lint"
-  "ruff|ruff check . && ruff format --check ."
-  "argspecs|python3 scripts/check_argument_specs.py"
-  "changelog|antsibull-changelog lint"
-  "unit|python3 -m pytest tests/unit -q -p no:cacheprovider"
-  "sanity|scripts/sanity"
-  "build|scripts/build-check"
-  "lab-images|python3 lab/lab.py image --distro bookworm && python3 lab/lab.py image --distro trixie"
-)
+Stages form one pool that keeps MSA_TEST_JOBS stages running at once (default 2,
+one per core). A stage starts as soon as a slot is free and the stages
+it needs have passed; the longest stages (by their last recorded time) go first.
+All stages run even when one fails, so one run shows everything; the exit status
+is non-zero if any failed.
 
-# Every scenario runs on Debian 12; those named in molecule/both-distros also on 13.
-scenarios=()
-for dir in molecule/*/; do
-  scenario=$(basename "$dir")
-  [[ $scenario == _* ]] && continue
-  for distro in ${MOLECULE_DISTROS:-bookworm trixie}; do
-    if [[ $distro != bookworm ]] && ! grep -qx "$scenario" molecule/both-distros 2>/dev/null; then
-      continue
-    fi
-    scenarios+=("molecule:$scenario@$distro|MSA_LAB_DISTRO=$distro molecule test -s $scenario")
-  done
-done
+    STAGES="lint unit"   run only stages whose name starts with one of these words
+    MSA_TEST_JOBS=N      stages at once (default 2)
 
-selected() {
-  [[ -z ${STAGES:-} ]] && return 0
-  local word
-  for word in $STAGES; do [[ $1 == "$word"* ]] && return 0; done
-  return 1
+Scenarios and their distributions come from molecule/scenarios.yml.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "msa-platform"
+TIMES_FILE = CACHE / "stage-times.json"
+DISTRO_NUMBERS = {"bookworm": "12", "trixie": "13"}
+BUDGET_WARM_MIN = 40
+BUDGET_FRESH_MIN = 60
+
+CHECKS = {
+    "yamllint": "yamllint -s .",
+    "ansible-lint": "ansible-lint",
+    "ruff": "ruff check . && ruff format --check .",
+    "argspecs": "python3 scripts/check_argument_specs.py",
+    "changelog": "antsibull-changelog lint",
+    "unit": "python3 -m pytest tests/unit -q -p no:cacheprovider",
+    "sanity": "scripts/sanity",
+    "build": "scripts/build-check",
+    "lab-images": "python3 lab/lab.py image --distro bookworm && python3 lab/lab.py image --distro trixie",
+    "artifacts": "python3 lab/artifacts.py build",
 }
 
-logs=$(mktemp -d /tmp/msa-stages.XXXXXX)
-trap 'rm -rf "$logs"' EXIT
-declare -a summary=()
-passed=0 failed=0
-total_start=$SECONDS
 
-record() { # name result seconds
-  summary+=("$(printf '%-44s %-7s %5ss' "$1" "$2" "$3")")
-  if [[ $2 == ok ]]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
-}
+@dataclass
+class Stage:
+    name: str
+    command: str
+    needs: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    result: str = ""
+    seconds: int = 0
+    started_at: int = 0
+    log: Path | None = None
+    process: subprocess.Popen | None = None
+    began: float = 0.0
 
-for entry in "${checks[@]}"; do
-  name=${entry%%|*} cmd=${entry#*|}
-  selected "$name" || continue
-  printf '\n===== %s: %s\n' "$name" "$cmd"
-  start=$SECONDS
-  if bash -c "$cmd"; then result=ok; else result=FAILED; fi
-  record "$name" "$result" $((SECONDS - start))
-done
 
-# Molecule scenarios: each in its own lab (m-<scenario>), so they can overlap.
-# The same scenario on two distributions shares a lab name, so those never overlap.
-run_scenario() { # index name cmd
-  local start=$SECONDS result=ok
-  bash -c "$3" > "$logs/$1.log" 2>&1 || result=FAILED
-  echo "$result $((SECONDS - start))" > "$logs/$1.result"
-}
-declare -a names=() running=()
-index=0
-for entry in "${scenarios[@]}"; do
-  name=${entry%%|*} cmd=${entry#*|}
-  selected "$name" || continue
-  scenario=${name#molecule:} scenario=${scenario%@*}
-  # wait for a free slot, and for the other distribution of the same scenario
-  while :; do
-    busy=0 clash=0
-    for i in "${running[@]}"; do
-      [[ -e $logs/$i.result ]] && continue
-      busy=$((busy + 1))
-      other=${names[$i]#molecule:} other=${other%@*}
-      [[ $other == "$scenario" ]] && clash=1
-    done
-    ((busy < ${MOLECULE_JOBS:-2} && !clash)) && break
-    sleep 2
-  done
-  names[index]=$name
-  printf '\n===== %s: started\n' "$name"
-  run_scenario "$index" "$name" "$cmd" &
-  running+=("$index")
-  index=$((index + 1))
-done
-wait
-for i in "${!names[@]}"; do
-  read -r result seconds < "$logs/$i.result"
-  printf '\n===== %s: %s in %ss, its output:\n' "${names[$i]}" "$result" "$seconds"
-  if [[ $result == ok ]]; then tail -n 40 "$logs/$i.log"; else cat "$logs/$i.log"; fi
-  record "${names[$i]}" "$result" "$seconds"
-done
+def scenario_stages() -> list[Stage]:
+    registry = yaml.safe_load((ROOT / "molecule" / "scenarios.yml").read_text()) or {}
+    on_disk = sorted(p.name for p in (ROOT / "molecule").iterdir() if p.is_dir() and not p.name.startswith("_"))
+    unknown = [name for name in on_disk if name not in registry]
+    missing = [name for name in registry if name not in on_disk]
+    if unknown or missing:
+        raise SystemExit(
+            "run-stages: molecule/scenarios.yml and molecule/ disagree: "
+            f"not registered {unknown}, no directory {missing}"
+        )
+    stages = []
+    for name, spec in registry.items():
+        for distro in spec.get("distros", ["bookworm"]):
+            ephemeral = CACHE / "molecule" / f"{name}-{DISTRO_NUMBERS[distro]}"
+            stages.append(
+                Stage(
+                    name=f"molecule:{name}@{distro}",
+                    command=f"molecule test -s {shlex.quote(name)}",
+                    needs=["lab-images", *spec.get("needs", [])],
+                    env={"MSA_LAB_DISTRO": distro, "MOLECULE_EPHEMERAL_DIRECTORY": str(ephemeral)},
+                )
+            )
+    return stages
 
-printf '\n===== stage times\n'
-printf '%s\n' "${summary[@]}"
-printf '%-44s %-7s %5ss\n' "total" "" $((SECONDS - total_start))
-printf 'stages: %d passed, %d failed\n' "$passed" "$failed"
-[[ $failed -eq 0 ]]
+
+def selected(name: str) -> bool:
+    words = os.environ.get("STAGES", "").split()
+    return not words or any(name.startswith(word) for word in words)
+
+
+def load_times() -> dict[str, int]:
+    try:
+        times = json.loads(TIMES_FILE.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in times.items() if isinstance(v, int)} if isinstance(times, dict) else {}
+
+
+def save_times(stages: list[Stage]) -> None:
+    times = load_times()
+    times.update({s.name: s.seconds for s in stages if s.result == "ok"})
+    TIMES_FILE.parent.mkdir(parents=True, exist_ok=True)
+    tmp = TIMES_FILE.with_suffix(".tmp")
+    tmp.write_text(json.dumps(times, indent=1, sort_keys=True))
+    tmp.replace(TIMES_FILE)
+
+
+def start(stage: Stage, logs: Path, origin: float) -> None:
+    stage.log = logs / (stage.name.replace(":", "_").replace("@", "_") + ".log")
+    stage.began = time.monotonic()
+    stage.started_at = int(stage.began - origin)
+    print(f"===== {stage.name}: started at {stage.started_at // 60}m{stage.started_at % 60:02d}s", flush=True)
+    with stage.log.open("wb") as out:
+        stage.process = subprocess.Popen(
+            ["bash", "-c", stage.command],
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **stage.env},
+        )
+
+
+def report(stage: Stage) -> list[str]:
+    """Prints the stage's output (the tail when it passed); returns its artifact cache lines."""
+    text = stage.log.read_text(errors="replace") if stage.log else ""
+    lines = text.splitlines()
+    shown = lines if stage.result != "ok" else lines[-40:]
+    print(f"\n===== {stage.name}: {stage.result} in {stage.seconds}s, its output:", flush=True)
+    print("\n".join(shown), flush=True)
+    return [line for line in lines if line.startswith("artifact")]
+
+
+def main() -> int:
+    jobs = max(1, int(os.environ.get("MSA_TEST_JOBS", "2")))
+    stages = [Stage(name, cmd) for name, cmd in CHECKS.items()] + scenario_stages()
+    stages = [s for s in stages if selected(s.name)]
+    chosen = {s.name for s in stages}
+    for s in stages:  # a dependency left out by STAGES is taken as met
+        s.needs = [n for n in s.needs if n in chosen]
+    times = load_times()
+    fresh = not (CACHE / "artifacts").is_dir()
+    # Stages others wait for first, then the longest (unknown ones count as longest):
+    # the pool ends when its longest stage does.
+    needed = {n for s in stages for n in s.needs}
+    queue = sorted(stages, key=lambda s: (s.name not in needed, -times.get(s.name, 10**6)))
+    by_name = {s.name: s for s in stages}
+    running: list[Stage] = []
+    cache_lines: list[str] = []
+    origin = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="msa-stages.") as tmp:
+        logs = Path(tmp)
+        while queue or running:
+            for stage in list(running):
+                if stage.process and stage.process.poll() is not None:
+                    stage.seconds = int(time.monotonic() - stage.began)
+                    stage.result = "ok" if stage.process.returncode == 0 else "FAILED"
+                    running.remove(stage)
+                    cache_lines += report(stage)
+            for stage in list(queue):
+                states = [by_name[n].result for n in stage.needs]
+                if any(r and r != "ok" for r in states):
+                    stage.result = "SKIPPED"
+                    queue.remove(stage)
+                    print(f"===== {stage.name}: skipped, a stage it needs failed", flush=True)
+                elif len(running) < jobs and all(r == "ok" for r in states):
+                    queue.remove(stage)
+                    start(stage, logs, origin)
+                    running.append(stage)
+            time.sleep(1)
+    wall = int(time.monotonic() - origin)
+    save_times(stages)
+    print("\n===== stage times (start offset, duration)")
+    for s in sorted(stages, key=lambda s: s.started_at):
+        print(f"{s.name:44} {s.result:8} at {s.started_at:5}s  {s.seconds:5}s")
+    busy = sum(s.seconds for s in stages)
+    print(f"{'total':44} {'':8} wall {wall}s ({wall / 60:.1f} min), stage time {busy}s, {jobs} at once")
+    budget = BUDGET_FRESH_MIN if fresh else BUDGET_WARM_MIN
+    print(
+        f"budget: {BUDGET_WARM_MIN} min warm, {BUDGET_FRESH_MIN} min fresh; this run "
+        f"({'fresh: no artifact cache at start' if fresh else 'warm'}) took {wall / 60:.1f} min, "
+        f"{'within' if wall <= budget * 60 else 'OVER'} its {budget} min"
+    )
+    print("\n".join(cache_lines))
+    passed = sum(s.result == "ok" for s in stages)
+    print(f"stages: {passed} passed, {len(stages) - passed} failed")
+    return 0 if passed == len(stages) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
