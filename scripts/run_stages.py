@@ -86,6 +86,13 @@ def scenario_stages() -> list[Stage]:
     return stages
 
 
+def same_scenario(stage: Stage, running: list[Stage]) -> bool:
+    """Whether another distribution of this scenario runs now: verify steps on the control
+    node may share paths, so they take turns while other stages fill the slot."""
+    scenario = stage.name.split("@")[0]
+    return "@" in stage.name and any(r.name.split("@")[0] == scenario for r in running)
+
+
 def selected(name: str) -> bool:
     words = os.environ.get("STAGES", "").split()
     return not words or any(name.startswith(word) for word in words)
@@ -166,7 +173,7 @@ def main() -> int:
                     stage.result = "SKIPPED"
                     queue.remove(stage)
                     print(f"===== {stage.name}: skipped, a stage it needs failed", flush=True)
-                elif len(running) < jobs and all(r == "ok" for r in states):
+                elif len(running) < jobs and all(r == "ok" for r in states) and not same_scenario(stage, running):
                     queue.remove(stage)
                     start(stage, logs, origin)
                     running.append(stage)
