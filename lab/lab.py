@@ -476,6 +476,17 @@ def down(lab: str) -> None:
     log(f"lab {lab!r} down")
 
 
+def describe(lab: str) -> None:
+    """How to reach a lab's running hosts, as JSON: by Docker and by SSH like a VM."""
+    running = docker("ps", "--filter", f"label={LABEL}={lab}", "--format", "{{.Names}}") if docker_answers() else ""
+    names = running.split()
+    hosts = {}
+    for name in sorted(names):
+        host = docker("inspect", "-f", '{{index .Config.Labels "' + LABEL + '.host"}}', name, check=False)
+        hosts[host or name] = {"container": name, "address": container_address(name)}
+    print(json.dumps({"ssh_user": RECIPE["login_user"], "ssh_key": str(SSH_KEY), "hosts": hosts}))
+
+
 def status(lab: str | None) -> None:
     if not docker_answers():
         print("docker is not running")
@@ -507,6 +518,8 @@ def main(argv: list[str] | None = None) -> None:
     start.add_argument("hosts", nargs="*")
     stop = sub.add_parser("down", help="remove a lab's hosts and network")
     stop.add_argument("--lab", required=True)
+    hosts = sub.add_parser("hosts", help="a lab's hosts as JSON: container, address, SSH user and key")
+    hosts.add_argument("--lab", required=True)
     show = sub.add_parser("status", help="list lab containers")
     show.add_argument("--lab")
     args = parser.parse_args(argv)
@@ -528,6 +541,8 @@ def main(argv: list[str] | None = None) -> None:
         up(valid_name(args.lab, "lab"), [valid_name(h, "host") for h in hosts], distro or DEFAULT_DISTRO)
     elif args.command == "down":
         down(valid_name(args.lab, "lab"))
+    elif args.command == "hosts":
+        describe(valid_name(args.lab, "lab"))
     else:
         status(args.lab)
 

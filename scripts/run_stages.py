@@ -38,6 +38,7 @@ CHECKS = {
     "ansible-lint": "ansible-lint",
     "ruff": "ruff check . && ruff format --check .",
     "argspecs": "python3 scripts/check_argument_specs.py",
+    "doc-tags": "python3 scripts/documented_tags.py",
     "changelog": "antsibull-changelog lint",
     "unit": "python3 -m pytest tests/unit -q -p no:cacheprovider",
     "sanity": "scripts/sanity",
