@@ -69,6 +69,7 @@ NUMBER_RANGES = {
     "haproxy_timeout": (0.1, 300, "seconds"),
     "step_pause": (0, 3600, "seconds"),
     "drain_timeout": (0, 3600, "seconds"),
+    "health_wait": (0, 3600, "seconds"),
     "lock_timeout": (0, 3600, "seconds"),
     "history_keep": (0, 100000, "entries"),
     "history_limit": (0, 100000, "entries"),

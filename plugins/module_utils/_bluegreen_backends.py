@@ -133,6 +133,11 @@ class TrafficBackend:
         servers = self.servers() if servers is None else servers
         return {server["name"]: server["weight"] for server in servers}
 
+    def fallback(self, servers=None):
+        """``{"configured": bool, "active": bool, "serving": color or None}``: whether the balancer
+        sends the traffic to the idle color by itself because no live server is up."""
+        return {"configured": False, "active": False, "serving": None}
+
     # changing ----------------------------------------------------------------------------
     def switch(self, to, steps=None, step_pause=0, drain_timeout=0):
         """Move traffic to ``to``; return ``{"steps": [...], "drain": {...}}``.
@@ -164,6 +169,9 @@ class HAProxyBackend(TrafficBackend):
     def __init__(self, service, options, **kwargs):
         super().__init__(service, options, **kwargs)
         self.backend = "be_%s" % service
+        # The haproxy role's fallback backend: the same servers, each tracking its twin in be_<svc>.
+        self.fallback_backend = "fb_%s" % service
+        self._has_fallback = False
         self.runtime = HAProxyRuntime(options.get("haproxy_socket"), options.get("haproxy_timeout") or 5.0)
         self._before = None  # (servers, weights) as the last switch found them
         self._persisted = False
@@ -187,6 +195,7 @@ class HAProxyBackend(TrafficBackend):
                 % (self.service, self.backend, ", ".join(known) or "none"),
                 known_services=known,
             )
+        self._has_fallback = self.fallback_backend in backends(rows)
         weights = {}
         for row in self._call(self.runtime.show_servers_state, self.backend):
             weights[row.get("srv_name")] = row.get("srv_uweight")
@@ -238,6 +247,16 @@ class HAProxyBackend(TrafficBackend):
         if all(server["weight"] == LIVE_WEIGHT for server in servers if server["color"] == color):
             return color
         return "mixed"
+
+    def fallback(self, servers=None):
+        # HAProxy routes to fb_<svc> when nbsrv(be_<svc>) is 0: no server with weight is up.
+        servers = self.servers() if servers is None else servers
+        if not self._has_fallback:
+            return super().fallback(servers)
+        carrying = [server for server in servers if server["weight"]]
+        standby = sorted({server["color"] for server in servers if not server["weight"] and server["healthy"]})
+        active = bool(carrying) and not any(server["healthy"] for server in carrying) and bool(standby)
+        return {"configured": True, "active": active, "serving": standby[0] if active and len(standby) == 1 else None}
 
     def _set(self, servers, weight):
         for server in servers:

@@ -99,7 +99,7 @@ def run_flip(backend, store, params, *, check_mode=False, lock_factory=None, war
     try:
         if not flip.decide():
             return flip.result
-        flip.gate()
+        flip.gate(wait=0 if check_mode else params.get("health_wait") or 0)
         if check_mode:
             return flip.preview()
         return flip.apply()
@@ -179,11 +179,17 @@ class _Flip:
         self.result.update(changed=True, record=self.record, diff={"before": self.before, "after": after})
         return True
 
-    def gate(self):
-        """Refuse to send traffic to a color that is not healthy on every server."""
+    def gate(self, wait=0):
+        """Refuse to send traffic to a color that is not healthy on every server, after waiting
+        up to ``wait`` seconds for it to become so (a color just started passes its checks soon)."""
         if not self.traffic_moves:
             return
         health = self.backend.health(self.target, self.servers)
+        deadline = self.backend.clock() + wait
+        while not health["healthy"] and self.backend.clock() < deadline:
+            self.backend.sleep(1)
+            self.servers = self.backend.servers()
+            health = self.backend.health(self.target, self.servers)
         if not health["healthy"]:
             raise HealthGateError(
                 "refusing to flip %s to %s on %s: %s. Traffic stays on %s."
@@ -316,6 +322,7 @@ def describe_service(backend, store, service, history_limit=10):
         "versions": state["versions"],
         "health": {color: backend.health(color, servers) for color in COLORS},
         "weights": backend.weights(servers),
+        "fallback": backend.fallback(servers),
         "servers": servers,
         "history": history,
     }

@@ -97,6 +97,13 @@ options:
       - From 0 to 3600.
     type: int
     default: 10
+  health_wait:
+    description:
+      - Seconds to wait for every server of the target color to pass its health check before the gate refuses,
+        checking once a second (the flip holds the service's lock meanwhile). V(0) checks once. From 0 to 3600.
+      - Not in check mode, which reports the health it finds at once.
+    type: int
+    default: 0
   drain_timeout:
     description:
       - Seconds to wait for the old color's current sessions to reach 0 after the flip (HAProxy), or for the
@@ -280,6 +287,7 @@ def main():
         steps={"type": "list", "elements": "int", "default": [100]},
         step_pause={"type": "int", "default": 10},
         drain_timeout={"type": "int", "default": 60},
+        health_wait={"type": "int", "default": 0},
         lock_timeout={"type": "int", "default": 30},
         operator={"type": "str"},
         history_keep={"type": "int", "default": 200},

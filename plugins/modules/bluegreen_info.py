@@ -110,6 +110,16 @@ services:
       description: Weight of every server of the two colors.
       type: dict
       sample: {"app1-blue": 0, "app1-green": 100}
+    fallback:
+      description:
+        - Whether the balancer sends the traffic to the idle color by itself because no server of the live color
+          is up (HAProxy with the haproxy role's C(haproxy_fallback_to_idle), backend C(fb_<service>)).
+        - C(configured) (the balancer has the fallback), C(active) (it is in use now) and C(serving) (the color
+          answering instead, when one does).
+        - While C(active), C(live) still names the color the weights give the traffic to; flip or roll back to
+          make the answering color live, or bring the live color back.
+      type: dict
+      sample: {"configured": true, "active": true, "serving": "blue"}
     servers:
       description: Every server of both colors with name, host, color, weight, status, healthy, sessions, detail.
       type: list

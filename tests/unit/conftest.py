@@ -138,11 +138,12 @@ def nginx_bin():
 class HAProxyLab:
     """HAProxy with backend be_orders (app1/app2 x blue/green) on loopback, in a temp dir."""
 
-    def __init__(self, binary, tmp, apps, live="blue"):
+    def __init__(self, binary, tmp, apps, live="blue", fallback=False):
         self.binary = binary
         self.tmp = Path(tmp)
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.apps = apps
+        self.fallback = fallback
         self.socket = str(self.tmp / "admin.sock")
         self.state_file = str(self.tmp / "server-state")
         self.cfg = self.tmp / "haproxy.cfg"
@@ -153,6 +154,12 @@ class HAProxyLab:
     def write_config(self, live):
         servers = "\n".join(
             "  server %s-%s %s:%d check weight %d" % (host, color, LOOPBACK, app.port, 100 if color == live else 0)
+            for (host, color), app in sorted(self.apps.items())
+        )
+        # As the haproxy role renders it with haproxy_fallback_to_idle.
+        use_fallback = "  use_backend fb_orders if { nbsrv(be_orders) eq 0 } { nbsrv(fb_orders) gt 0 }\n"
+        fallback = "backend fb_orders\n" + "\n".join(
+            "  server %s-%s %s:%d track be_orders/%s-%s" % (host, color, LOOPBACK, app.port, host, color)
             for (host, color), app in sorted(self.apps.items())
         )
         self.cfg.write_text(
@@ -167,12 +174,23 @@ class HAProxyLab:
             "  load-server-state-from-file global\n"
             "frontend fe_orders\n"
             "  bind %s:%d\n"
+            "%s"
             "  default_backend be_orders\n"
             "backend be_orders\n"
             "  balance roundrobin\n"
             "  option httpchk GET /health\n"
             "  default-server inter 100ms fall 1 rise 1\n"
-            "%s\n" % (self.socket, self.state_file, LOOPBACK, self.lb_port, servers)
+            "%s\n"
+            "%s\n"
+            % (
+                self.socket,
+                self.state_file,
+                LOOPBACK,
+                self.lb_port,
+                use_fallback if self.fallback else "",
+                servers,
+                fallback if self.fallback else "",
+            )
         )
 
     def start(self):

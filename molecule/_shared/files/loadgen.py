@@ -7,6 +7,11 @@ failed), latency percentiles, and a per-second timeline of versions and colors
 read from each response's JSON body. Standard library only, so it runs on a
 fresh lab host. Bounded by --max-seconds whatever happens.
 
+Like browsers and client libraries (RFC 9112, 9.3.1), a GET that finds its reused keep-alive
+connection closed by the server before any answer (a graceful reload closes idle connections)
+is sent again once on a new connection; those are counted as "stale_retries", and only a
+failure of the new attempt counts as failed.
+
     python3 loadgen.py --url http://gw1/api/orders --workers 4 --rate 200 \
         --stop-file /tmp/loadgen.stop --max-seconds 300 --out /tmp/loadgen.json
 """
@@ -36,6 +41,7 @@ class Recorder:
         self.errors: Counter = Counter()
         self.first_seen: dict[str, float] = {}
         self.last_seen: dict[str, float] = {}
+        self.extra: Counter = Counter()
 
     def add(self, outcome: str, label: str, latency: float, error: str = "") -> None:
         now = time.monotonic() - self.start
@@ -49,6 +55,10 @@ class Recorder:
             if error:
                 self.errors[error] += 1
             self.latencies.append(latency)
+
+    def count(self, name: str) -> None:
+        with self.lock:
+            self.extra[name] += 1
 
     def report(self) -> dict:
         with self.lock:
@@ -73,7 +83,8 @@ class Recorder:
             "ok": totals["ok"],
             "failed": totals["failed"],
             "limited": totals["limited"],
-            "errors": dict(self.errors),
+            "errors": {k: v for k, v in self.errors.items() if v},
+            "stale_retries": self.extra["stale_retries"],
             "seconds": round(elapsed, 2),
             "rps": round(requests / elapsed, 1) if elapsed else 0.0,
             "latency_ms": {"p50": percentile(0.50), "p90": percentile(0.90), "p99": percentile(0.99)},
@@ -105,6 +116,12 @@ def label_of(body: bytes) -> str:
     return "/".join(str(data[k]) for k in ("version", "color") if k in data)
 
 
+def exchange(conn: http.client.HTTPConnection, path: str, host: str) -> tuple[http.client.HTTPResponse, bytes]:
+    conn.request("GET", path, headers={"Host": host, "Connection": "keep-alive"})
+    response = conn.getresponse()
+    return response, response.read()
+
+
 def worker(args: argparse.Namespace, recorder: Recorder, stop: threading.Event, interval: float) -> None:
     url = urllib.parse.urlsplit(args.url)
     path = (url.path or "/") + (f"?{url.query}" if url.query else "")
@@ -118,11 +135,18 @@ def worker(args: argparse.Namespace, recorder: Recorder, stop: threading.Event, 
                 time.sleep(delay)
         began = time.monotonic()
         try:
+            reused = conn is not None
             if conn is None:
                 conn = connect(url, args.timeout, args.insecure)
-            conn.request("GET", path, headers={"Host": args.host or url.netloc, "Connection": "keep-alive"})
-            response = conn.getresponse()
-            body = response.read()
+            try:
+                response, body = exchange(conn, path, args.host or url.netloc)
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                if not reused:
+                    raise
+                conn.close()
+                recorder.count("stale_retries")
+                conn = connect(url, args.timeout, args.insecure)
+                response, body = exchange(conn, path, args.host or url.netloc)
             latency = time.monotonic() - began
             if response.status == 429:
                 recorder.add("limited", "", latency)

@@ -12,7 +12,8 @@ Settings come from the environment (the role writes them to the unit's env file)
   MSA_READY_DELAY  seconds before /health answers 200 (default 0)
 
 Endpoints: /health, /metrics (Prometheus text), /openapi.json (OpenAPI 3.0),
-and anything else answers a JSON greeting.
+/slow?seconds=N (answers after N seconds, at most 30: a long request, to watch a flip
+drain the old color), and anything else answers a JSON greeting.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 HERE = Path(__file__).resolve().parent
 
@@ -43,6 +45,7 @@ COLOR = os.environ.get("MSA_COLOR", "blue")
 VERSION = _read_version()
 STARTED = time.monotonic()
 READY_DELAY = float(os.environ.get("MSA_READY_DELAY", "0") or 0)
+SLOW_MAX_SECONDS = 30
 
 _counts: dict[tuple[str, str, int], int] = {}
 _lock = threading.Lock()
@@ -50,7 +53,7 @@ _lock = threading.Lock()
 
 def _count(method: str, path: str, code: int) -> None:
     # Label by known endpoint, not raw path, so the metric cardinality stays bounded.
-    label = path if path in ("/health", "/metrics", "/openapi.json") else "/"
+    label = path if path in ("/health", "/metrics", "/openapi.json", "/slow") else "/"
     with _lock:
         key = (method, label, code)
         _counts[key] = _counts.get(key, 0) + 1
@@ -104,6 +107,26 @@ def _openapi() -> dict:
                     "responses": {"200": {"description": "Ready"}, "503": {"description": "Starting"}},
                 }
             },
+            "/slow": {
+                "get": {
+                    "summary": "Who answers, after a delay",
+                    "operationId": "slow",
+                    "parameters": [
+                        {
+                            "name": "seconds",
+                            "in": "query",
+                            "schema": {"type": "number", "minimum": 0, "maximum": SLOW_MAX_SECONDS},
+                        }
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "Service, version and color",
+                            "content": {"application/json": {"schema": info}},
+                        },
+                        "400": {"description": "seconds is not a number from 0 to %d" % SLOW_MAX_SECONDS},
+                    },
+                }
+            },
             "/metrics": {
                 "get": {
                     "summary": "Prometheus metrics",
@@ -144,6 +167,8 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, _metrics().encode(), "text/plain; version=0.0.4; charset=utf-8")
         elif path == "/openapi.json":
             self._json(200, _openapi())
+        elif path == "/slow":
+            self._slow()
         else:
             self._json(
                 200,
@@ -155,6 +180,18 @@ class Handler(BaseHTTPRequestHandler):
                     "request_id": self.headers.get("X-Request-ID", ""),
                 },
             )
+
+    def _slow(self) -> None:
+        query = parse_qs(urlsplit(self.path).query)
+        try:
+            seconds = float(query.get("seconds", ["1"])[0])
+        except ValueError:
+            seconds = -1.0
+        if not 0 <= seconds <= SLOW_MAX_SECONDS:
+            self._json(400, {"error": "seconds must be a number from 0 to %d" % SLOW_MAX_SECONDS})
+            return
+        time.sleep(seconds)
+        self._json(200, {"service": SERVICE, "version": VERSION, "color": COLOR, "path": "/slow", "seconds": seconds})
 
     do_HEAD = do_GET  # noqa: N815
 

@@ -24,6 +24,7 @@ from ansible_collections.msa.platform.plugins.module_utils._bluegreen_common imp
 )
 from ansible_collections.msa.platform.plugins.module_utils._bluegreen_decision import run_flip
 from ansible_collections.msa.platform.plugins.module_utils._bluegreen_state import StateStore
+from conftest import HAProxyLab
 
 
 def _params(**kw):
@@ -148,6 +149,21 @@ def test_haproxy_backend_gate_on_real_health(haproxy_lab, color_apps, tmp_path, 
     assert backend.live_color() == "blue"
 
 
+def test_haproxy_gate_waits_for_the_target_color(haproxy_lab, color_apps, tmp_path, wait):
+    backend = HAProxyBackend("orders", _haproxy_options(haproxy_lab))
+    _wait_up(wait, backend)
+    color_apps[("app2", "green")].healthy = False
+    wait(lambda: not backend.health("green")["healthy"], what="app2-green DOWN")
+    started = time.monotonic()
+    with pytest.raises(HealthGateError, match="app2-green DOWN"):
+        run_flip(backend, StateStore(str(tmp_path)), _params(health_wait=2))
+    assert time.monotonic() - started >= 2  # it waited before refusing
+    threading.Timer(1.0, lambda: setattr(color_apps[("app2", "green")], "healthy", True)).start()
+    result = run_flip(backend, StateStore(str(tmp_path)), _params(health_wait=20))
+    assert result["changed"] and backend.live_color() == "green"
+    assert result["health"]["healthy"]
+
+
 def test_haproxy_backend_aborts_mid_shift(haproxy_lab, color_apps, tmp_path, wait):
     backend = HAProxyBackend("orders", _haproxy_options(haproxy_lab))
     _wait_up(wait, backend)
@@ -181,6 +197,36 @@ def test_haproxy_backend_drain_is_bounded(haproxy_lab, color_apps, wait):
     drained = backend.drain("blue", 10)
     assert drained["drained"] is True
     worker.join(5)
+
+
+def test_haproxy_falls_back_to_the_idle_color_when_live_is_down(haproxy_bin, tmp_path, color_apps, wait):
+    lab = HAProxyLab(haproxy_bin, tmp_path / "haproxy", color_apps, fallback=True).start()
+    try:
+        backend = HAProxyBackend("orders", _haproxy_options(lab))
+        assert backend.fallback() == {"configured": True, "active": False, "serving": None}
+        assert lab.request() == "blue"
+        for (_host, color), app in color_apps.items():
+            if color == "blue":
+                app.healthy = False
+        wait(lambda: backend.fallback()["active"], what="fallback to green")
+        assert backend.fallback() == {"configured": True, "active": True, "serving": "green"}
+        assert backend.live_color() == "blue"  # the weights did not move: nobody flipped
+        assert {lab.request() for _ in range(6)} == {"green"}
+        for app in color_apps.values():
+            app.healthy = True
+        wait(lambda: not backend.fallback()["active"], what="blue back")
+        wait(lambda: lab.request() == "blue", what="traffic back on blue")
+    finally:
+        lab.stop()
+
+
+def test_haproxy_without_fallback_reports_none(haproxy_lab, color_apps, wait):
+    backend = HAProxyBackend("orders", _haproxy_options(haproxy_lab))
+    for (_host, color), app in color_apps.items():
+        if color == "blue":
+            app.healthy = False
+    wait(lambda: not backend.health("blue")["healthy"], what="blue down")
+    assert backend.fallback() == {"configured": False, "active": False, "serving": None}
 
 
 def test_haproxy_backend_socket_missing(tmp_path):

@@ -20,7 +20,7 @@ CONTRACT = yaml.safe_load((ROOT / "roles" / "_common" / "defaults" / "main.yml")
 
 def test_colors_and_default_color_match():
     assert list(_bluegreen_common.COLORS) == CONTRACT["colors"]
-    assert _bluegreen_common.DEFAULT_COLOR == CONTRACT["default_color"]
+    assert CONTRACT["default_color"] == _bluegreen_common.DEFAULT_COLOR
 
 
 def test_service_name_pattern_matches():
