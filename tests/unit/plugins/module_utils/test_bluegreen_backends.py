@@ -211,7 +211,7 @@ def test_haproxy_falls_back_to_the_idle_color_when_live_is_down(haproxy_bin, tmp
         wait(lambda: backend.fallback()["active"], what="fallback to green")
         assert backend.fallback() == {"configured": True, "active": True, "serving": "green"}
         assert backend.live_color() == "blue"  # the weights did not move: nobody flipped
-        assert {lab.request() for _ in range(6)} == {"green"}
+        assert {lab.request() for _attempt in range(6)} == {"green"}
         for app in color_apps.values():
             app.healthy = True
         wait(lambda: not backend.fallback()["active"], what="blue back")
