@@ -134,9 +134,10 @@ class TrafficBackend:
         return {server["name"]: server["weight"] for server in servers}
 
     def fallback(self, servers=None):
-        """``{"configured": bool, "active": bool, "serving": color or None}``: whether the balancer
-        sends the traffic to the idle color by itself because no live server is up."""
-        return {"configured": False, "active": False, "serving": None}
+        """Whether the balancer sends the traffic to the idle color by itself because no live
+        server is up: ``configured``, ``active``, ``serving`` (color or None), and its record since
+        the balancer last (re)started: ``served`` (requests) and ``last_served_ago`` (seconds or None)."""
+        return {"configured": False, "active": False, "serving": None, "served": 0, "last_served_ago": None}
 
     # changing ----------------------------------------------------------------------------
     def switch(self, to, steps=None, step_pause=0, drain_timeout=0):
@@ -172,6 +173,7 @@ class HAProxyBackend(TrafficBackend):
         # The haproxy role's fallback backend: the same servers, each tracking its twin in be_<svc>.
         self.fallback_backend = "fb_%s" % service
         self._has_fallback = False
+        self._fallback_totals = {}
         self.runtime = HAProxyRuntime(options.get("haproxy_socket"), options.get("haproxy_timeout") or 5.0)
         self._before = None  # (servers, weights) as the last switch found them
         self._persisted = False
@@ -196,6 +198,9 @@ class HAProxyBackend(TrafficBackend):
                 known_services=known,
             )
         self._has_fallback = self.fallback_backend in backends(rows)
+        self._fallback_totals = next(
+            (row for row in rows if row.get("pxname") == self.fallback_backend and row.get("svname") == "BACKEND"), {}
+        )
         weights = {}
         for row in self._call(self.runtime.show_servers_state, self.backend):
             weights[row.get("srv_name")] = row.get("srv_uweight")
@@ -256,7 +261,18 @@ class HAProxyBackend(TrafficBackend):
         carrying = [server for server in servers if server["weight"]]
         standby = sorted({server["color"] for server in servers if not server["weight"] and server["healthy"]})
         active = bool(carrying) and not any(server["healthy"] for server in carrying) and bool(standby)
-        return {"configured": True, "active": active, "serving": standby[0] if active and len(standby) == 1 else None}
+        # HAProxy's own counters for fb_<svc> say what the fallback did since the worker started
+        # (a reload starts them again): the record that it carried traffic, even once it is over.
+        totals = self._fallback_totals
+        served = int(totals["stot"]) if str(totals.get("stot", "")).isdigit() else 0
+        last = str(totals.get("lastsess", ""))
+        return {
+            "configured": True,
+            "active": active,
+            "serving": standby[0] if active and len(standby) == 1 else None,
+            "served": served,
+            "last_served_ago": int(last) if served and last.isdigit() else None,
+        }
 
     def _set(self, servers, weight):
         for server in servers:

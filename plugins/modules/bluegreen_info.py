@@ -118,8 +118,10 @@ services:
           answering instead, when one does).
         - While C(active), C(live) still names the color the weights give the traffic to; flip or roll back to
           make the answering color live, or bring the live color back.
+        - Its record, from HAProxy's counters since the balancer's last start or reload, also once it is over
+          (C(served), requests the fallback answered; C(last_served_ago), seconds since the last one, or null).
       type: dict
-      sample: {"configured": true, "active": true, "serving": "blue"}
+      sample: {"configured": true, "active": true, "serving": "blue", "served": 412, "last_served_ago": 0}
     servers:
       description: Every server of both colors with name, host, color, weight, status, healthy, sessions, detail.
       type: list

@@ -203,19 +203,27 @@ def test_haproxy_falls_back_to_the_idle_color_when_live_is_down(haproxy_bin, tmp
     lab = HAProxyLab(haproxy_bin, tmp_path / "haproxy", color_apps, fallback=True).start()
     try:
         backend = HAProxyBackend("orders", _haproxy_options(lab))
-        assert backend.fallback() == {"configured": True, "active": False, "serving": None}
+        quiet = {"configured": True, "active": False, "serving": None, "served": 0, "last_served_ago": None}
+        assert backend.fallback() == quiet
         assert lab.request() == "blue"
         for (_host, color), app in color_apps.items():
             if color == "blue":
                 app.healthy = False
         wait(lambda: backend.fallback()["active"], what="fallback to green")
-        assert backend.fallback() == {"configured": True, "active": True, "serving": "green"}
+        assert backend.fallback()["serving"] == "green"
         assert backend.live_color() == "blue"  # the weights did not move: nobody flipped
         assert {lab.request() for _attempt in range(6)} == {"green"}
+        during = backend.fallback()
+        assert during["served"] >= 6 and during["last_served_ago"] is not None
         for app in color_apps.values():
             app.healthy = True
         wait(lambda: not backend.fallback()["active"], what="blue back")
         wait(lambda: lab.request() == "blue", what="traffic back on blue")
+        # Over, and still on record: how many requests the fallback carried, and when last.
+        after = backend.fallback()
+        assert after["active"] is False and after["serving"] is None
+        assert after["served"] == during["served"]
+        assert 0 <= after["last_served_ago"] < 60
     finally:
         lab.stop()
 
@@ -226,7 +234,13 @@ def test_haproxy_without_fallback_reports_none(haproxy_lab, color_apps, wait):
         if color == "blue":
             app.healthy = False
     wait(lambda: not backend.health("blue")["healthy"], what="blue down")
-    assert backend.fallback() == {"configured": False, "active": False, "serving": None}
+    assert backend.fallback() == {
+        "configured": False,
+        "active": False,
+        "serving": None,
+        "served": 0,
+        "last_served_ago": None,
+    }
 
 
 def test_haproxy_backend_socket_missing(tmp_path):
