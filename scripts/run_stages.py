@@ -17,9 +17,9 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +29,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "msa-platform"
 TIMES_FILE = CACHE / "stage-times.json"
+# Each stage's whole output from the newest run, kept after it ends: CI prints only part of it.
+LOGS_DIR = CACHE / "stage-logs"
 DISTRO_NUMBERS = {"bookworm": "12", "trixie": "13"}
 BUDGET_WARM_MIN = 40
 BUDGET_FRESH_MIN = 60
@@ -159,26 +161,27 @@ def main() -> int:
     running: list[Stage] = []
     cache_lines: list[str] = []
     origin = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="msa-stages.") as tmp:
-        logs = Path(tmp)
-        while queue or running:
-            for stage in list(running):
-                if stage.process and stage.process.poll() is not None:
-                    stage.seconds = int(time.monotonic() - stage.began)
-                    stage.result = "ok" if stage.process.returncode == 0 else "FAILED"
-                    running.remove(stage)
-                    cache_lines += report(stage)
-            for stage in list(queue):
-                states = [by_name[n].result for n in stage.needs]
-                if any(r and r != "ok" for r in states):
-                    stage.result = "SKIPPED"
-                    queue.remove(stage)
-                    print(f"===== {stage.name}: skipped, a stage it needs failed", flush=True)
-                elif len(running) < jobs and all(r == "ok" for r in states) and not same_scenario(stage, running):
-                    queue.remove(stage)
-                    start(stage, logs, origin)
-                    running.append(stage)
-            time.sleep(1)
+    shutil.rmtree(LOGS_DIR, ignore_errors=True)
+    LOGS_DIR.mkdir(parents=True)
+    logs = LOGS_DIR
+    while queue or running:
+        for stage in list(running):
+            if stage.process and stage.process.poll() is not None:
+                stage.seconds = int(time.monotonic() - stage.began)
+                stage.result = "ok" if stage.process.returncode == 0 else "FAILED"
+                running.remove(stage)
+                cache_lines += report(stage)
+        for stage in list(queue):
+            states = [by_name[n].result for n in stage.needs]
+            if any(r and r != "ok" for r in states):
+                stage.result = "SKIPPED"
+                queue.remove(stage)
+                print(f"===== {stage.name}: skipped, a stage it needs failed", flush=True)
+            elif len(running) < jobs and all(r == "ok" for r in states) and not same_scenario(stage, running):
+                queue.remove(stage)
+                start(stage, logs, origin)
+                running.append(stage)
+        time.sleep(1)
     wall = int(time.monotonic() - origin)
     save_times(stages)
     print("\n===== stage times (start offset, duration)")
@@ -194,7 +197,15 @@ def main() -> int:
     )
     print("\n".join(cache_lines))
     passed = sum(s.result == "ok" for s in stages)
-    print(f"stages: {passed} passed, {len(stages) - passed} failed")
+    failed = [s.name for s in stages if s.result != "ok"]
+    for stage in stages:  # again at the end, where a reader of only the last lines looks
+        if stage.result == "FAILED" and stage.log:
+            lines = stage.log.read_text(errors="replace").splitlines()
+            errors = [n for n, line in enumerate(lines) if line.startswith(("fatal: ", "failed: "))]
+            first = errors[-1] if errors else max(0, len(lines) - 12)
+            print(f"===== {stage.name} FAILED, its last error:", *lines[first : first + 12], sep="\n")
+    print(f"stages: {passed} passed, {len(failed)} failed{': ' + ', '.join(failed) if failed else ''}")
+    print(f"each stage's whole output: {LOGS_DIR}")
     return 0 if passed == len(stages) else 1
 
 
