@@ -76,8 +76,32 @@ RECIPE = {
     # The unprivileged account Ansible logs in as over SSH, with passwordless sudo, as on
     # a cloud VM; the lab's public key is added when a host starts (lab.py up).
     "login_user": "msa",
-    "revision": 3,
+    # Security updates are applied when the image is built, all but one: the smallest
+    # package with a pending update is held back, so every converge still proves that
+    # unattended-upgrades installs what Debian-Security publishes (and stays quick).
+    "patched": "all-but-one",
+    "revision": 4,
 }
+
+# Installs every pending update but the smallest security one, then leaves no package
+# lists behind (a lab host fetches its own, as a fresh VM does).
+PATCH_SCRIPT = r"""
+set -eu
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+pending=$(apt-get -s upgrade | awk '/^Inst / && /-security/ {print $2}')
+keep=""
+if [ -n "$pending" ]; then
+  keep=$(dpkg-query -W -f '${Installed-Size} ${Package}\n' $pending | sort -n | head -n1 | cut -d' ' -f2)
+  apt-mark hold "$keep" >/dev/null
+fi
+apt-get upgrade -y -qq -o Dpkg::Use-Pty=0 >/dev/null
+[ -z "$keep" ] || apt-mark unhold "$keep" >/dev/null
+echo "held back for the converge: ${keep:-nothing pending}"
+apt-get clean
+rm -rf /var/lib/apt/lists
+mkdir -p /var/lib/apt/lists/partial
+"""
 
 # Every capability name this Docker engine knows, minus SYS_RESOURCE, which the
 # sandbox's bounding set lacks (so --privileged fails), and minus PERFMON, BPF
@@ -220,7 +244,10 @@ def host_mirrors() -> tuple[str, str]:
 
 
 def image_tag(distro: str) -> str:
-    digest = hashlib.sha256(json.dumps([distro, RECIPE], sort_keys=True).encode()).hexdigest()[:12]
+    # The month is part of the key: images are rebuilt (and re-patched) once a month,
+    # so the updates a converge installs stay few.
+    key = [distro, RECIPE, PATCH_SCRIPT, time.strftime("%Y-%m", time.gmtime())]
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     return f"msa-lab/debian:{distro}-{digest}"
 
 
@@ -270,8 +297,32 @@ def build_image(distro: str) -> str:
         raise SystemExit(f"lab: building {tag} failed: {(err.stderr or '')[-2000:]}") from err
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    patch_image(tag)
+    remove_older_images(distro, tag)
     log(f"built {tag} in {time.monotonic() - started:.0f} s")
     return tag
+
+
+def patch_image(tag: str) -> None:
+    """Apply the security archive's updates (all but one) inside the image."""
+    name = f"msa-lab-patch-{tag.rsplit(':', 1)[1]}"
+    docker("rm", "-f", name, check=False)
+    try:
+        held = docker("run", "--name", name, tag, "/bin/sh", "-c", PATCH_SCRIPT)
+        log(held.strip().splitlines()[-1] if held.strip() else "patched")
+        docker("commit", "--change", 'CMD ["/lib/systemd/systemd"]', name, tag)
+    except subprocess.CalledProcessError as err:
+        docker("rmi", "-f", tag, check=False)
+        raise SystemExit(f"lab: patching {tag} failed: {(err.stderr or '')[-2000:]}") from err
+    finally:
+        docker("rm", "-f", name, check=False)
+
+
+def remove_older_images(distro: str, keep: str) -> None:
+    """Drop this release's images from older recipes or months (in use ones stay)."""
+    for line in docker("images", "--filter", f"label={LABEL}.recipe", "--format", "{{.Repository}}:{{.Tag}}").split():
+        if line != keep and line.startswith(f"msa-lab/debian:{distro}-"):
+            docker("rmi", line, check=False)
 
 
 def configure_root(root: Path, distro: str, archive: str, security: str) -> None:

@@ -83,7 +83,14 @@ def scenario_stages() -> list[Stage]:
                     name=f"molecule:{name}@{distro}",
                     command=f"molecule test -s {shlex.quote(name)}",
                     needs=["lab-images", *spec.get("needs", [])],
-                    env={"MSA_LAB_DISTRO": distro, "MOLECULE_EPHEMERAL_DIRECTORY": str(ephemeral)},
+                    env={
+                        "MSA_LAB_DISTRO": distro,
+                        "MOLECULE_EPHEMERAL_DIRECTORY": str(ephemeral),
+                        # Each playbook's slowest tasks at its end, and a clock on every task,
+                        # in the stage log: where a scenario's minutes go.
+                        "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks",
+                        "PROFILE_TASKS_TASK_OUTPUT_LIMIT": "10",
+                    },
                 )
             )
     return stages
