@@ -49,6 +49,9 @@ CHECKS = {
     "artifacts": "python3 lab/artifacts.py build",
 }
 
+# Checks that use a cached artifact: the unit tests start a real OpenBao server.
+CHECK_NEEDS = {"unit": ["artifacts"]}
+
 
 @dataclass
 class Stage:
@@ -153,7 +156,7 @@ def report(stage: Stage) -> list[str]:
 
 def main() -> int:
     jobs = max(1, int(os.environ.get("MSA_TEST_JOBS", "2")))
-    stages = [Stage(name, cmd) for name, cmd in CHECKS.items()] + scenario_stages()
+    stages = [Stage(name, cmd, CHECK_NEEDS.get(name, [])) for name, cmd in CHECKS.items()] + scenario_stages()
     stages = [s for s in stages if selected(s.name)]
     chosen = {s.name for s in stages}
     for s in stages:  # a dependency left out by STAGES is taken as met

@@ -1,5 +1,6 @@
 # Copyright: msa.platform contributors
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The one place that says which address other hosts reach a host on."""
 
 from __future__ import annotations
@@ -7,11 +8,11 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 name: platform_address
 short_description: The address other platform hosts reach a host on
-version_added: 0.9.0
+version_added: 0.1.0
 description:
-  - Given one host's variables (C(hostvars[host])), returns its platform address: the variable
-    named by O(address_var) (C(msa_address) unless told otherwise), else C(ansible_host), else the
-    inventory name.
+  - Given one host's variables (C(hostvars[host])), returns its platform address, which is the
+    variable named by O(address_var) (C(msa_address) unless told otherwise), else C(ansible_host),
+    else the inventory name.
   - Every role that listens for other hosts, every template that points at another host and the
     firewall's source lookups read it here, so the rule is written once.
 options:
@@ -30,7 +31,9 @@ EXAMPLES = r"""
   ansible.builtin.debug:
     msg: "{{ groups['services'] | map('extract', hostvars) | map('msa.platform.platform_address') }}"
 
-haproxy_bind_address: "{{ hostvars[inventory_hostname] | msa.platform.platform_address }}"
+- name: A role default, the address this host listens on for others
+  ansible.builtin.set_fact:
+    example_bind_address: "{{ hostvars[inventory_hostname] | msa.platform.platform_address }}"
 """
 
 RETURN = r"""
@@ -39,7 +42,7 @@ _value:
   type: str
 """
 
-from ansible.errors import AnsibleFilterError
+from ansible.errors import AnsibleFilterError  # noqa: E402 - after the documentation, as ansible-test expects
 
 
 def platform_address(host_vars, address_var="msa_address"):
