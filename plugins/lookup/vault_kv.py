@@ -65,16 +65,13 @@ _raw:
   elements: raw
 """
 
-import os  # noqa: E402
-
 from ansible.errors import AnsibleLookupError  # noqa: E402
 from ansible.plugins.lookup import LookupBase  # noqa: E402
 from ansible_collections.msa.platform.plugins.module_utils._vault_client import (  # noqa: E402
-    ENV_FALLBACKS,
     SECRET_OPTIONS,
-    SHARED_OPTIONS,
     VaultError,
     connect,
+    lookup_options,
     redact,
 )
 from ansible_collections.msa.platform.plugins.module_utils._vault_kv import KV2  # noqa: E402
@@ -83,10 +80,7 @@ from ansible_collections.msa.platform.plugins.module_utils._vault_kv import KV2 
 class LookupModule(LookupBase):
     def run(self, terms, variables=None, **kwargs):
         self.set_options(var_options=variables, direct=kwargs)
-        options = {name: self.get_option(name) for name in SHARED_OPTIONS}
-        for name, variables_ in ENV_FALLBACKS.items():
-            if options.get(name) is None:
-                options[name] = next((os.environ[v] for v in variables_ if os.environ.get(v)), None)
+        options = lookup_options(self.get_option)
         mount, key, version = self.get_option("mount"), self.get_option("key"), self.get_option("version")
         secrets = [options.get(name) for name in SECRET_OPTIONS]
         results = []

@@ -11,6 +11,7 @@
 * the connection and auth options, defined once here and documented once in
   ``doc_fragments/vault.py`` (with the environment variables each one falls back to);
 * :func:`connect`: an authenticated ``hvac.Client`` from those options, or :class:`VaultError`;
+* :func:`lookup_options`: those options for a lookup, with the environment fallbacks applied;
 * :func:`translate`: every transport or server error turned into a :class:`VaultError` whose
   message says what is wrong and what to do next, and never carries a secret value;
 * :func:`mount_info`: which secrets engine serves a path (type, KV version), with a clear
@@ -24,6 +25,7 @@ Managed-node code: Python 3.9 or later (tests/config.yml).
 from __future__ import annotations
 
 import copy
+import os
 import re
 import traceback
 
@@ -83,6 +85,16 @@ class VaultError(Exception):
         super().__init__(msg)
         self.msg = msg
         self.details = details
+
+
+def lookup_options(get_option):
+    """The shared options of a lookup (``get_option(name)``), unset ones taken from the controller's
+    environment as ENV_FALLBACKS says: lookups have no argument spec to do that for them."""
+    options = {name: get_option(name) for name in SHARED_OPTIONS}
+    for name, env_names in ENV_FALLBACKS.items():
+        if options.get(name) is None:
+            options[name] = next((os.environ[v] for v in env_names if os.environ.get(v)), None)
+    return options
 
 
 def redact(text, secrets):
