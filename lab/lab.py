@@ -209,6 +209,22 @@ def ensure_docker() -> None:
     raise SystemExit("lab: dockerd did not answer within 60 s; see /var/log/msa-lab-dockerd.log")
 
 
+# systemd in every lab host takes inotify instances from the kernel's per-user limit (Debian's
+# default 128 runs out at about 25 hosts, which then never finish booting).
+INOTIFY_INSTANCES = Path("/proc/sys/fs/inotify/max_user_instances")
+INOTIFY_INSTANCES_WANTED = 1024
+
+
+def ensure_inotify_instances() -> None:
+    try:
+        current = int(INOTIFY_INSTANCES.read_text())
+        if current < INOTIFY_INSTANCES_WANTED:
+            INOTIFY_INSTANCES.write_text(f"{INOTIFY_INSTANCES_WANTED}\n")
+            log(f"raised fs.inotify.max_user_instances from {current} to {INOTIFY_INSTANCES_WANTED}")
+    except OSError as exc:
+        log(f"could not raise fs.inotify.max_user_instances ({exc}); many lab hosts at once may not boot")
+
+
 def apt_install(packages: list[str]) -> None:
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     run(["apt-get", "update", "-qq"], env=env, capture=False)
@@ -459,6 +475,7 @@ def wait_for_ssh(name: str, timeout: float = 120) -> None:
 
 def up(lab: str, hosts: list[str], distro: str) -> None:
     ensure_docker()
+    ensure_inotify_instances()
     tag = build_image(distro)
     public_key = ensure_ssh_key()
     network = network_name(lab)
