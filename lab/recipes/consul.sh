@@ -52,7 +52,10 @@ say "building (CGO_ENABLED=0, -trimpath)"
 go build -trimpath -o "$OUT/$MAIN" github.com/hashicorp/consul || die "go build failed"
 chmod 0755 "$OUT/$MAIN"
 
-reported="$("$OUT/$MAIN" version | head -n1)"
+# The whole output, then its first line: `| head -n1` would close the pipe early, and
+# with pipefail the binary's SIGPIPE (exit 141) failed the recipe now and then.
+reported="$("$OUT/$MAIN" version)"
+reported="${reported%%$'\n'*}"
 case "$reported" in
 	*"v${VERSION}"*) say "built: $reported" ;;
 	*) die "consul version says '$reported', expected v${VERSION}" ;;

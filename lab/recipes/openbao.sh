@@ -52,7 +52,10 @@ PY
 chmod 0755 "$OUT/$MAIN"
 chmod 0644 "$OUT"/LICENSE "$OUT"/NOTICE 2>/dev/null || true
 
-reported="$("$OUT/$MAIN" version | head -n1)"
+# The whole output, then its first line: `| head -n1` would close the pipe early, and
+# with pipefail the binary's SIGPIPE (exit 141) failed the recipe now and then.
+reported="$("$OUT/$MAIN" version)"
+reported="${reported%%$'\n'*}"
 case "$reported" in
 	*"v${VERSION}"* | *" ${VERSION}"*) say "extracted bao: $reported" ;;
 	*) die "bao version says '$reported', expected ${VERSION}" ;;
