@@ -51,6 +51,9 @@ CHECKS = {
 
 # Checks that use a cached artifact: the unit tests start a real OpenBao server.
 CHECK_NEEDS = {"unit": ["artifacts"]}
+# Seconds a check takes on a 2-core machine, for ordering a run with no recorded times (a fresh
+# machine); scenarios say theirs in molecule/scenarios.yml (minutes).
+CHECK_ESTIMATES = {"ansible-lint": 130, "sanity": 90, "unit": 100}
 
 
 @dataclass
@@ -59,6 +62,7 @@ class Stage:
     command: str
     needs: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    estimate: int = 0
     result: str = ""
     seconds: int = 0
     started_at: int = 0
@@ -86,6 +90,7 @@ def scenario_stages() -> list[Stage]:
                     name=f"molecule:{name}@{distro}",
                     command=f"molecule test -s {shlex.quote(name)}",
                     needs=["lab-images", *spec.get("needs", [])],
+                    estimate=int(spec.get("minutes", 0) * 60),
                     env={
                         "MSA_LAB_DISTRO": distro,
                         "MOLECULE_EPHEMERAL_DIRECTORY": str(ephemeral),
@@ -156,17 +161,20 @@ def report(stage: Stage) -> list[str]:
 
 def main() -> int:
     jobs = max(1, int(os.environ.get("MSA_TEST_JOBS", "2")))
-    stages = [Stage(name, cmd, CHECK_NEEDS.get(name, [])) for name, cmd in CHECKS.items()] + scenario_stages()
+    stages = [
+        Stage(name, cmd, CHECK_NEEDS.get(name, []), estimate=CHECK_ESTIMATES.get(name, 0))
+        for name, cmd in CHECKS.items()
+    ] + scenario_stages()
     stages = [s for s in stages if selected(s.name)]
     chosen = {s.name for s in stages}
     for s in stages:  # a dependency left out by STAGES is taken as met
         s.needs = [n for n in s.needs if n in chosen]
     times = load_times()
     fresh = not (CACHE / "artifacts").is_dir()
-    # Stages others wait for first, then the longest (unknown ones count as longest):
-    # the pool ends when its longest stage does.
+    # Stages others wait for first, then the longest (by the last recorded time, else the
+    # estimate; a stage with neither counts as longest): the pool ends when its longest stage does.
     needed = {n for s in stages for n in s.needs}
-    queue = sorted(stages, key=lambda s: (s.name not in needed, -times.get(s.name, 10**6)))
+    queue = sorted(stages, key=lambda s: (s.name not in needed, -times.get(s.name, s.estimate or 10**6)))
     by_name = {s.name: s for s in stages}
     running: list[Stage] = []
     cache_lines: list[str] = []

@@ -35,6 +35,7 @@ seealso:
     plugin_type: lookup
 extends_documentation_fragment:
   - msa.platform.vault
+  - msa.platform.platform_vault
 options:
   _terms:
     description:
@@ -79,51 +80,9 @@ options:
     default: msa
     vars:
       - name: msa_vault_kv_prefix
-  url:
-    description:
-      - Address of the Vault or OpenBao server, for O(backend=vault).
-      - When left out, E(VAULT_ADDR) or E(BAO_ADDR); else C(https://<platform address>:<vault_api_port>) of the
-        first host of the inventory group C(vault) (its C(msa_address), else C(ansible_host), else its name, as
-        the filter P(msa.platform.platform_address#filter) says; C(vault_api_port) defaults to 8200).
-    type: str
-    vars:
-      - name: msa_vault_url
-  ca_cert:
-    description:
-      - PEM file of the CA that signed the server's certificate.
-      - When left out, E(VAULT_CACERT) or E(BAO_CACERT); else C(<msa_pki_dir>/ca.crt), the platform CA the vault
-        role issues the servers' certificates from, when that file exists; else the system's trust store.
-    type: path
-    vars:
-      - name: msa_vault_ca_cert
-  init_file:
-    description:
-      - Control-node file the vault role wrote at initialisation (C(vault_init_file)). When no token is given
-        (neither O(token) nor E(VAULT_TOKEN) or E(BAO_TOKEN)) and O(auth_method=token), the lookup logs in with
-        the admin AppRole it holds (C(approle.admin.role_id), C(approle.admin.secret_id)).
-      - Read through Ansible's loader, so a file encrypted with ansible-vault works with the run's vault
-        passwords, or with O(init_password_file).
-      - When left out, C(vault_init_file) of the first host of the group C(vault), else
-        C(<msa_pki_dir>/openbao-init.json), the vault role's default.
-    type: path
-    vars:
-      - name: msa_vault_init_file
-  init_password_file:
-    description:
-      - Control-node file holding the ansible-vault password O(init_file) is encrypted with.
-      - When left out, C(vault_init_vault_password_file) of the first host of the group C(vault), if set;
-        else the run's own vault passwords (C(--vault-password-file), C(--vault-id)) decrypt it.
-    type: path
-    vars:
-      - name: msa_vault_init_password_file
 notes:
   - The login is kept for the rest of the process (until shortly before its token expires), so each template
     that uses the lookup does not log in again.
-  - With O(backend=vault), the first host of the group C(vault) must be reachable from the control node on the
-    API port; the firewall role opens it to the address the run connects from.
-  - A variable read through C(hostvars[other_host]) is templated without C(hostvars), so there the defaults
-    that come from the group C(vault) (O(url), O(init_file)) cannot be found; read such passwords in a play on
-    that host, or set C(msa_vault_url) and C(msa_vault_init_file) to values that need no C(hostvars).
 """
 
 EXAMPLES = r"""
@@ -151,20 +110,17 @@ _raw:
   elements: str
 """
 
-import json  # noqa: E402
 import os  # noqa: E402
 import re  # noqa: E402
 import time  # noqa: E402
 
 from ansible.errors import AnsibleError, AnsibleLookupError  # noqa: E402
-from ansible.parsing.vault import VaultLib, VaultSecret, is_encrypted  # noqa: E402
 from ansible.plugins.loader import lookup_loader  # noqa: E402
-from ansible.plugins.lookup import LookupBase  # noqa: E402
 from ansible.utils.display import Display  # noqa: E402
-from ansible_collections.msa.platform.plugins.filter.platform_address import platform_address  # noqa: E402
 from ansible_collections.msa.platform.plugins.module_utils import _vault_client  # noqa: E402
 from ansible_collections.msa.platform.plugins.module_utils._vault_client import VaultError  # noqa: E402
 from ansible_collections.msa.platform.plugins.module_utils._vault_kv import KV2  # noqa: E402
+from ansible_collections.msa.platform.plugins.plugin_utils._platform_vault import PlatformVaultLookup  # noqa: E402
 
 display = Display()
 
@@ -174,20 +130,16 @@ BACKENDS = ("files", "vault")
 NAME_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$")
 KEY = "value"
 DEFAULT_SPEC = "length=32 chars=ascii_letters,digits"
-VAULT_GROUP = "vault"
 # Logins kept by this process, keyed by everything that decides who logs in where.
 _LOGINS = {}
 # A cached login is dropped this many seconds before its token would expire.
 TOKEN_MARGIN = 60
 
 
-class LookupModule(LookupBase):
+class LookupModule(PlatformVaultLookup):
     def run(self, terms, variables=None, **kwargs):
         variables = variables or {}
-        self.set_options(var_options=variables, direct=kwargs)
-        # Options taken from variables arrive as written in the inventory, templates included.
-        for name in self._options:
-            self.set_option(name, self._templar.template(self.get_option(name)))
+        self._set_templated_options(variables, kwargs)
         backend = self.get_option("backend")
         if not isinstance(backend, str) or backend not in BACKENDS:
             raise AnsibleLookupError(
@@ -322,91 +274,6 @@ class LookupModule(LookupBase):
             raise VaultError("msa_password_spec (option password_spec) %r: %s" % (spec, exc.message)) from None
 
     # ------------------------------------------------------------------- connection and login
-
-    def _connection_options(self, variables):
-        """Connection and auth options: given options, else the environment, else the inventory's defaults."""
-        options = _vault_client.lookup_options(self.get_option)
-        first_vault = self._first_vault_host(variables)
-        if not options.get("url") and first_vault is not None:
-            port = first_vault.get("vault_api_port", 8200)
-            options["url"] = "https://%s:%s" % (platform_address(first_vault), port)
-        pki_dir = self._variable(variables, "msa_pki_dir")
-        platform_ca = os.path.join(os.path.expanduser(str(pki_dir)), "ca.crt") if pki_dir else None
-        if not options.get("ca_cert") and platform_ca and os.path.isfile(platform_ca):
-            options["ca_cert"] = platform_ca
-        if options.get("ca_cert") and not os.path.isfile(options["ca_cert"]):
-            raise VaultError("ca_cert %s (or VAULT_CACERT / BAO_CACERT) is not a file" % options["ca_cert"])
-        if (options.get("auth_method") or "token") == "token" and not options.get("token"):
-            options["auth_method"] = "approle"
-            options["role_id"], options["secret_id"] = self._admin_approle(variables, first_vault)
-        return options
-
-    def _variable(self, variables, name):
-        """The variable ``name`` templated, or None when it is not defined."""
-        return self._templar.template(variables[name]) if name in variables else None
-
-    @staticmethod
-    def _first_vault_host(variables):
-        """hostvars of the first host of the group vault, or None without one."""
-        hosts = (variables.get("groups") or {}).get(VAULT_GROUP) or []
-        hostvars = variables.get("hostvars") or {}
-        if not hosts or hosts[0] not in hostvars:
-            return None
-        return hostvars[hosts[0]]
-
-    def _admin_approle(self, variables, first_vault):
-        path = self.get_option("init_file")
-        if not path and first_vault is not None and "vault_init_file" in first_vault:
-            path = first_vault["vault_init_file"]
-        if not path:
-            pki = self._variable(variables, "msa_pki_dir") or "~/.msa-platform/pki"
-            path = "%s/openbao-init.json" % pki
-        path = os.path.expanduser(str(path))
-        password_file = self.get_option("init_password_file")
-        if not password_file and first_vault is not None and "vault_init_vault_password_file" in first_vault:
-            password_file = first_vault["vault_init_vault_password_file"]
-        text = self._read_init_file(path, os.path.expanduser(str(password_file)) if password_file else None)
-        try:
-            admin = json.loads(text)["approle"]["admin"]
-            role_id, secret_id = admin["role_id"], admin["secret_id"]
-        except (ValueError, KeyError, TypeError):
-            raise VaultError(
-                "the init file %s is not the vault role's JSON with approle.admin.role_id and "
-                "approle.admin.secret_id; point msa_vault_init_file at the file the vault role wrote, or give a "
-                "token (VAULT_TOKEN)" % path,
-                reason="init_file",
-            ) from None
-        if not isinstance(role_id, str) or not isinstance(secret_id, str) or not role_id or not secret_id:
-            raise VaultError(
-                "the init file %s holds no usable admin AppRole (approle.admin.role_id and secret_id must be "
-                "non-empty strings)" % path,
-                reason="init_file",
-            )
-        return role_id, secret_id
-
-    def _read_init_file(self, path, password_file):
-        if not os.path.isfile(path):
-            raise VaultError(
-                "no token given (token, VAULT_TOKEN or BAO_TOKEN) and no init file at %s to take the admin AppRole "
-                "from; converge the vault role first, set msa_vault_init_file, or give a token" % path,
-                reason="init_file",
-            )
-        try:
-            if password_file:
-                with open(path, "rb") as handle:
-                    raw = handle.read()
-                if is_encrypted(raw):
-                    with open(password_file, "rb") as handle:
-                        password = handle.read().strip()
-                    return VaultLib([("default", VaultSecret(password))]).decrypt(raw).decode("utf-8")
-            return str(self._loader.get_text_file_contents(path))
-        except (AnsibleError, OSError, UnicodeDecodeError) as exc:
-            reason = "cannot be decrypted with the run's vault passwords or msa_vault_init_password_file"
-            if isinstance(exc, OSError):
-                reason = "cannot be read (%s)" % (exc.strerror or type(exc).__name__)
-            elif isinstance(exc, UnicodeDecodeError):
-                reason = "is not text"
-            raise VaultError("the init file %s %s" % (path, reason), reason="init_file") from None
 
     @staticmethod
     def _connection(options):

@@ -83,6 +83,14 @@ options:
   secret_id_metadata:
     description: Metadata (string values) stored with a generated secret ID, shown in audit logs.
     type: dict
+  keep_secret_id:
+    description:
+      - With O(generate_secret_id=true), the secret ID delivered last time (read back from where it was
+        delivered). When it is still valid for this role nothing changes and RV(secret_id_kept) is true; the
+        value is not returned (the caller has it). When it is unknown, expired or used up, a new one is
+        generated and returned in RV(secret_id). This makes delivery idempotent.
+      - Empty or left out, a new secret ID is generated on every run.
+    type: str
   state:
     description: V(present) creates or updates the role, V(absent) deletes it.
     type: str
@@ -103,6 +111,14 @@ EXAMPLES = r"""
       host: "{{ inventory_hostname }}"
   register: orders_approle
 
+- name: The same, but keep the secret ID the host already has while it is valid
+  msa.platform.vault_approle:
+    role_name: orders
+    token_policies: [orders]
+    generate_secret_id: true
+    keep_secret_id: "{{ current_orders_secret_id | default('') }}"
+  register: orders_approle
+
 - name: Deliver the credentials into the service's environment file
   ansible.builtin.copy:
     dest: /etc/msa/orders.env
@@ -120,8 +136,9 @@ role_id:
   type: str
   sample: 0e3bd5f4-1c6a-4a1e-9a4e-4c5a0f5c3b1d
 secret_id:
-  description: The generated secret ID. The result is marked no_log when it is returned.
-  returned: O(generate_secret_id=true), not in check mode
+  description:
+    - The generated secret ID. The result is marked no_log when it is returned.
+  returned: O(generate_secret_id=true) and no valid O(keep_secret_id), not in check mode
   type: str
   sample: VALUE_HIDDEN
 secret_id_accessor:
@@ -129,6 +146,10 @@ secret_id_accessor:
   returned: O(generate_secret_id=true), not in check mode
   type: str
   sample: 84896a0c-1347-aa90-a4f6-aca8b7558780
+secret_id_kept:
+  description: Whether O(keep_secret_id) is still valid and was kept (then RV(secret_id) is not returned).
+  returned: O(generate_secret_id=true)
+  type: bool
 auth_enabled:
   description: Whether the AppRole auth method was enabled by this task (or would be, in check mode).
   returned: success
@@ -141,6 +162,7 @@ role:
   sample: {"token_policies": ["orders"], "token_ttl": 3600, "token_max_ttl": 14400}
 """
 
+import datetime  # noqa: E402
 import json  # noqa: E402
 import re  # noqa: E402
 
@@ -199,6 +221,12 @@ def deliver(module, conn, where, name, result):
     result["role_id"] = (answer.get("data") or {}).get("role_id")
     if not module.params["generate_secret_id"]:
         return
+    keep = module.params["keep_secret_id"]
+    kept = still_valid(conn, where, name, keep) if keep else None
+    result["secret_id_kept"] = kept is not None
+    if kept is not None:
+        result["secret_id_accessor"] = kept.get("secret_id_accessor")
+        return
     result["changed"] = True
     if module.check_mode:
         return
@@ -208,6 +236,38 @@ def deliver(module, conn, where, name, result):
     data = answer.get("data") or {}
     result["secret_id"] = data.get("secret_id")
     result["secret_id_accessor"] = data.get("secret_id_accessor")
+
+
+def still_valid(conn, where, name, secret_id):
+    """The lookup answer for ``secret_id`` while it can still log in to this role, else None."""
+    what = "look up a secret ID of %s" % name
+    try:
+        answer = conn.write("post", "%s/secret-id/lookup" % where, what, {"secret_id": secret_id})
+    except VaultError as exc:
+        # An unknown secret ID is an empty answer on some versions, an error on others.
+        if exc.details.get("reason") in ("not_found", "invalid"):
+            return None
+        raise
+    data = (answer or {}).get("data")
+    if not isinstance(data, dict):
+        return None
+    expires = str(data.get("expiration_time") or "")
+    # Go's zero time (0001-01-01...) means it never expires.
+    if expires and not expires.startswith("0001-") and _expired(expires):
+        return None
+    return data
+
+
+def _expired(timestamp):
+    """Whether the RFC 3339 ``timestamp`` lies in the past (an unreadable one counts as expired)."""
+    trimmed = re.sub(r"(\.\d{6})\d+", r"\1", timestamp.replace("Z", "+00:00"))
+    try:
+        moment = datetime.datetime.fromisoformat(trimmed)
+    except ValueError:
+        return True
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    return moment <= datetime.datetime.now(datetime.timezone.utc)
 
 
 def ensure(module, conn):
@@ -265,6 +325,7 @@ def main():
         bind_secret_id={"type": "bool"},
         generate_secret_id={"type": "bool", "default": False},
         secret_id_metadata={"type": "dict", "no_log": False},
+        keep_secret_id={"type": "str", "no_log": True},
         state={"type": "str", "default": "present", "choices": ["present", "absent"]},
     )
     module = VaultModule(argument_spec=argument_spec, supports_check_mode=True)

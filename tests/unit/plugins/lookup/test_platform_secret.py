@@ -125,6 +125,11 @@ def name(request):
 @pytest.fixture
 def admin_approle(vault):
     """The vault role's admin AppRole on the dev server: (role_id, secret_id)."""
+    return create_admin_approle(vault)
+
+
+def create_admin_approle(vault):
+    """Makes the vault role's admin AppRole (policy admin: everything); returns (role_id, secret_id)."""
     mounts = vault.api("sys/auth")
     if "approle/" not in mounts.get("data", mounts):
         vault.api("sys/auth/approle", "POST", {"type": "approle"})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 import urllib.error
 
 from ansible_collections.msa.platform.plugins.module_utils._vault_client import connect
@@ -82,3 +83,43 @@ def test_permission_denied_shows_no_secret(vault, vault_args, capsys, bg):
     result = bg.run(vault_approle, capsys, dict(vault_args, token=token, role_name="denied"))
     assert result["failed"] is True and result["reason"] == "permission_denied"
     assert token not in json.dumps(result)
+
+
+def test_keep_secret_id_while_valid(vault, vault_args, capsys, bg):
+    args = dict(vault_args, role_name="keep-test", token_policies=["default"], generate_secret_id=True)
+    first = bg.run(vault_approle, capsys, args)
+    assert first["changed"] is True and first["secret_id"]
+
+    assert first["secret_id_kept"] is False
+    kept = bg.run(vault_approle, capsys, dict(args, keep_secret_id=first["secret_id"]))
+    assert kept["changed"] is False and kept["secret_id_kept"] is True and "secret_id" not in kept
+    assert kept["secret_id_accessor"] == first["secret_id_accessor"]
+    # The value given is never echoed back.
+    assert first["secret_id"] not in json.dumps(kept)
+    checked = bg.run(vault_approle, capsys, dict(args, keep_secret_id=first["secret_id"]), check_mode=True)
+    assert checked["changed"] is False and checked["secret_id_kept"] is True
+
+    # Unknown, another role's, or destroyed: a new one, which logs in.
+    other = bg.run(vault_approle, capsys, dict(args, role_name="keep-other"))
+    for stale in ("0e3bd5f4-1c6a-4a1e-9a4e-4c5a0f5c3b1d", other["secret_id"]):
+        renewed = bg.run(vault_approle, capsys, dict(args, keep_secret_id=stale))
+        assert renewed["changed"] is True and renewed["secret_id_kept"] is False
+        assert renewed["secret_id"] not in (stale, first["secret_id"])
+    vault.api("auth/approle/role/keep-test/secret-id/destroy", "POST", {"secret_id": first["secret_id"]})
+    renewed = bg.run(vault_approle, capsys, dict(args, keep_secret_id=first["secret_id"]))
+    assert renewed["changed"] is True and renewed["secret_id"] != first["secret_id"]
+    login = connect(
+        {"url": vault.url, "auth_method": "approle", "role_id": renewed["role_id"], "secret_id": renewed["secret_id"]}
+    )
+    assert login.client.token
+    # Check mode with a stale one: a new one would be made, none is.
+    checked = bg.run(vault_approle, capsys, dict(args, keep_secret_id=first["secret_id"]), check_mode=True)
+    assert checked["changed"] is True and "secret_id" not in checked and checked["secret_id_kept"] is False
+
+
+def test_keep_secret_id_expired(vault, vault_args, capsys, bg):
+    args = dict(vault_args, role_name="keep-expiry", secret_id_ttl="2s", generate_secret_id=True)
+    first = bg.run(vault_approle, capsys, args)
+    time.sleep(3)
+    renewed = bg.run(vault_approle, capsys, dict(args, keep_secret_id=first["secret_id"]))
+    assert renewed["changed"] is True and renewed["secret_id"] != first["secret_id"]
