@@ -31,6 +31,8 @@ options:
       - Inventory names of the hosts that run the service (the hosts of its group in C(msa_services)).
       - With O(balancer=haproxy) every C(<host>-blue) and C(<host>-green) server must exist in C(be_<service>),
         so a typo fails instead of passing quietly; other servers of the backend are left alone.
+      - A backend that finds its instances through Consul DNS (slots C(<color>-<n>), C(haproxy_consul_discovery))
+        has no per-host servers; every slot of the service is flipped and O(hosts) filters nothing there.
       - With O(balancer=nginx) these are the hosts whose health is checked; default is the hosts the upstream lists.
       - Each is a host name (letters, digits, C(.), C(-), C(_)) or an IPv6 address in brackets; the list may not be
         empty.

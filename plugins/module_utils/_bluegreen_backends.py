@@ -22,6 +22,7 @@ Managed-node code: Python 3.9 or later (tests/config.yml).
 from __future__ import annotations
 
 import os
+import re
 import time
 
 from ansible.module_utils.common.process import get_bin_path
@@ -125,7 +126,7 @@ class TrafficBackend:
     def health(self, color, servers=None):
         """``{"healthy": bool, "up": n, "total": n, "servers": [...]}`` for one color."""
         servers = self.servers() if servers is None else servers
-        mine = [dict(server) for server in servers if server["color"] == color]
+        mine = [dict(server) for server in servers if server["color"] == color and not server.get("vacant")]
         up = [server for server in mine if server["healthy"]]
         return {"healthy": bool(mine) and len(up) == len(mine), "up": len(up), "total": len(mine), "servers": mine}
 
@@ -161,8 +162,29 @@ class TrafficBackend:
         raise NotImplementedError("the %s balancer cannot put traffic back" % self.name)
 
 
+# The status HAProxy gives a server-template slot that no DNS record fills.
+VACANT_STATUS = "MAINT (resolution)"
+DISCOVERED_SLOT_RE = re.compile(r"^(%s)-([1-9][0-9]*)$" % "|".join(COLORS))
+
+
+def server_name_parts(name):
+    """``(host, color, discovered)`` of a server name, ``color`` None when it is not blue/green.
+
+    ``<host>-<color>`` is a server the haproxy role listed; ``<color>-<n>`` a server-template
+    slot filled from service discovery (no host: the instance behind it can change).
+    """
+    match = DISCOVERED_SLOT_RE.match(name)
+    if match:
+        return None, match.group(1), True
+    host, _sep, color = name.rpartition("-")
+    if color not in COLORS or not host:
+        return None, None, False
+    return host, color, False
+
+
 class HAProxyBackend(TrafficBackend):
-    """Backend ``be_<svc>``, servers ``<host>-<color>``, traffic share = server weight."""
+    """Backend ``be_<svc>``, servers ``<host>-<color>`` (or discovery slots ``<color>-<n>``),
+    traffic share = server weight."""
 
     name = "haproxy"
     supports_steps = True
@@ -207,14 +229,15 @@ class HAProxyBackend(TrafficBackend):
         servers = []
         for row in stat_rows_for_backend(rows, self.backend):
             name = row["svname"]
-            host, _sep, color = name.rpartition("-")
-            if color not in COLORS or not host:
+            host, color, discovered = server_name_parts(name)
+            if color is None:
                 continue
             status = row.get("status", "")
             servers.append(
                 {
                     "name": name,
-                    "host": host,
+                    # A discovery slot names the instance DNS put in it (address:port), if any.
+                    "host": host if not discovered else row.get("addr", ""),
                     "color": color,
                     "weight": weights.get(name, row.get("weight")),
                     "status": status,
@@ -222,10 +245,15 @@ class HAProxyBackend(TrafficBackend):
                     "healthy": status in ("UP", "DRAIN"),
                     "sessions": row.get("scur", 0),
                     "detail": ("%s %s" % (row.get("check_status", ""), row.get("check_desc", ""))).strip(),
+                    # A server-template slot that DNS has not filled: no instance, nothing to check.
+                    "vacant": discovered and status.startswith(VACANT_STATUS),
+                    "discovered": discovered,
                 }
             )
         hosts = self.options.get("hosts")
-        if hosts:
+        # Slots filled from service discovery hold whichever instances are registered: every one
+        # of them is the service's, so hosts (a check of the role's own server names) passes them.
+        if hosts and not any(server["discovered"] for server in servers):
             names = {server["name"] for server in servers}
             missing = [
                 "%s-%s" % (host, color) for host in hosts for color in COLORS if "%s-%s" % (host, color) not in names
@@ -238,7 +266,9 @@ class HAProxyBackend(TrafficBackend):
                 )
             servers = [server for server in servers if server["host"] in hosts]
         if not servers:
-            raise UnknownServiceError("HAProxy backend %s has no <host>-blue/<host>-green servers" % self.backend)
+            raise UnknownServiceError(
+                "HAProxy backend %s has no <host>-blue/<host>-green servers or <color>-<n> slots" % self.backend
+            )
         return servers
 
     def live_color(self, servers=None):

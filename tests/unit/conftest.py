@@ -3,6 +3,8 @@
 * makes ``ansible_collections.msa.platform`` importable from the checkout (``make venv`` links it
   under ``.venv/collections``; ansible-test provides its own path, which wins);
 * tiny HTTP servers on 127.0.0.1 that play the blue and green colors;
+* a DNS server answering SRV queries as Consul DNS does (``dns_srv_server.py``), for HAProxy's
+  ``server-template`` slots (:class:`HAProxyDiscoveryLab`);
 * a real HAProxy and a real NGINX on loopback, each in a temp dir (no systemd). The binaries are
   installed with apt-get when missing and the tests run as root; otherwise those tests are skipped
   with the reason.
@@ -23,6 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from dns_srv_server import DnsSrvServer
 
 ROOT = Path(__file__).resolve().parents[2]
 _COLLECTIONS = ROOT / ".venv" / "collections"
@@ -48,14 +51,18 @@ def wait_for(predicate, timeout=10.0, interval=0.05, what="condition"):
 
 
 class ColorApp:
-    """An HTTP server on 127.0.0.1 that says which color it is; ``healthy`` toggles /health."""
+    """An HTTP server on 127.0.0.1 (or ``address``, another loopback address such as 127.0.0.2)
+    that says which color it is; ``healthy`` toggles /health."""
 
-    def __init__(self, color, port=None, slow=0.0):
+    def __init__(self, color, port=None, slow=0.0, address=LOOPBACK, label=None):
         self.color = color
-        self.port = port or free_port()
+        self.label = label or color  # what it answers
+        self.address = address
+        self.port = port or (free_port() if address == LOOPBACK else 0)
         self.healthy = True
         self.slow = slow
-        self.hits = 0
+        self.hits = 0  # every request, the checks' too
+        self.served = 0  # requests other than /health: traffic
         app = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -68,7 +75,9 @@ class ColorApp:
                 else:
                     code = 200
                 app.hits += 1
-                body = ("%s\n" % app.color).encode()
+                if self.path != "/health":
+                    app.served += 1
+                body = ("%s\n" % app.label).encode()
                 self.send_response(code)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -77,7 +86,8 @@ class ColorApp:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer((LOOPBACK, self.port), Handler)
+        self.server = ThreadingHTTPServer((address, self.port), Handler)
+        self.port = self.server.server_address[1]
         self.server.daemon_threads = True
         # HAProxy's checks close connections early; a reset is not a test failure.
         self.server.handle_error = lambda *_args: None
@@ -163,9 +173,23 @@ class HAProxyLab:
             for (host, color), app in sorted(self.apps.items())
         )
         self.cfg.write_text(
+            self.render_config(
+                servers,
+                frontend=use_fallback if self.fallback else "",
+                tail=(fallback if self.fallback else "") + "\n",
+            )
+        )
+
+    def render_config(self, servers, *, sections="", frontend="", tail=""):
+        """The haproxy.cfg text: ``global`` (admin socket, state file), then ``sections`` (such as a
+        ``resolvers`` section), ``defaults``, ``frontend fe_orders`` on ``lb_port`` with the
+        ``frontend`` lines before its ``default_backend be_orders``, ``backend be_orders`` (round
+        robin, fast /health checks) with the ``servers`` lines, and last ``tail``."""
+        return (
             "global\n"
             "  stats socket %s mode 600 level admin\n"
             "  server-state-file %s\n"
+            "%s"
             "defaults\n"
             "  mode http\n"
             "  timeout connect 1s\n"
@@ -181,16 +205,7 @@ class HAProxyLab:
             "  option httpchk GET /health\n"
             "  default-server inter 100ms fall 1 rise 1\n"
             "%s\n"
-            "%s\n"
-            % (
-                self.socket,
-                self.state_file,
-                LOOPBACK,
-                self.lb_port,
-                use_fallback if self.fallback else "",
-                servers,
-                fallback if self.fallback else "",
-            )
+            "%s" % (self.socket, self.state_file, sections, LOOPBACK, self.lb_port, frontend, servers, tail)
         )
 
     def start(self):
@@ -228,6 +243,60 @@ class HAProxyLab:
 
         with urllib.request.urlopen("http://%s:%d%s" % (LOOPBACK, self.lb_port, path), timeout=5) as resp:  # noqa: S310
             return resp.read().decode().strip()
+
+
+class HAProxyDiscoveryLab(HAProxyLab):
+    """HAProxy whose be_orders has no listed servers but server-template slots ``blue-1..N`` and
+    ``green-1..N``, filled from the SRV records ``_orders._<color>.service.consul`` that ``dns`` (a
+    :class:`DnsSrvServer`) answers, as the haproxy role renders it for Consul DNS.
+    Short resolver timers and checks: a change in DNS shows in HAProxy within about a second.
+
+    ``ignore_weight``: ``resolve-opts ignore-weight`` on the slots. Without it HAProxy gives a
+    filled slot the SRV record's weight (``weight / 256 + 1``: 1 for Consul's default weight 1)
+    at every resolution, over the configured and the runtime weight, and the flip cannot hold."""
+
+    def __init__(self, binary, tmp, dns, *, slots=4, live="blue", ignore_weight=True):
+        self.dns = dns
+        self.slots = slots
+        self.ignore_weight = ignore_weight
+        super().__init__(binary, tmp, {}, live=live)
+
+    @staticmethod
+    def srv_name(color):
+        return "_orders._%s.service.consul" % color
+
+    def write_config(self, live):
+        templates = "\n".join(
+            "  server-template %s- %d %s resolvers consul resolve-prefer ipv4%s init-addr none check weight %d"
+            % (
+                color,
+                self.slots,
+                self.srv_name(color),
+                " resolve-opts ignore-weight" if self.ignore_weight else "",
+                100 if color == live else 0,
+            )
+            for color in ("blue", "green")
+        )
+        resolvers = (
+            "resolvers consul\n"
+            "  nameserver consul %s:%d\n"
+            "  accepted_payload_size 8192\n"
+            "  resolve_retries 3\n"
+            "  timeout resolve 200ms\n"
+            "  timeout retry 200ms\n"
+            "  hold valid 1s\n"
+            "  hold obsolete 0s\n"
+            "  hold nx 0s\n" % (self.dns.address, self.dns.port)
+        )
+        self.cfg.write_text(self.render_config(templates, sections=resolvers))
+
+
+@pytest.fixture
+def dns_server():
+    """A :class:`DnsSrvServer` on 127.0.0.1 at a free port (SRV records, Consul style)."""
+    server = DnsSrvServer()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

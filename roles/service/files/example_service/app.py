@@ -10,14 +10,20 @@ Settings come from the environment (the role writes them to the unit's env file)
   MSA_BIND     address to bind                 (default "0.0.0.0")
   MSA_VERSION  overrides the VERSION file next to this script
   MSA_READY_DELAY  seconds before /health answers 200 (default 0)
+  MSA_CONFIG_URL   Consul KV URL of the service's configuration (a recursive read of its
+                   prefix); read once at start with the token in MSA_CONFIG_TOKEN. Unset: no
+                   configuration. Not readable (or empty) for MSA_CONFIG_WAIT seconds (default
+                   30): the process exits with an error, so it never serves without it.
 
 Endpoints: /health, /metrics (Prometheus text), /openapi.json (OpenAPI 3.0),
+/config (the configuration read at start),
 /slow?seconds=N (answers after N seconds, at most 30: a long request, to watch a flip
 drain the old color), and anything else answers a JSON greeting.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -26,7 +32,9 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.error import HTTPError, URLError
 from urllib.parse import parse_qs, urlsplit
+from urllib.request import Request, urlopen
 
 HERE = Path(__file__).resolve().parent
 
@@ -47,13 +55,15 @@ STARTED = time.monotonic()
 READY_DELAY = float(os.environ.get("MSA_READY_DELAY", "0") or 0)
 SLOW_MAX_SECONDS = 30
 
+CONFIG: dict[str, str] = {}
+
 _counts: dict[tuple[str, str, int], int] = {}
 _lock = threading.Lock()
 
 
 def _count(method: str, path: str, code: int) -> None:
     # Label by known endpoint, not raw path, so the metric cardinality stays bounded.
-    label = path if path in ("/health", "/metrics", "/openapi.json", "/slow") else "/"
+    label = path if path in ("/health", "/metrics", "/openapi.json", "/slow", "/config") else "/"
     with _lock:
         key = (method, label, code)
         _counts[key] = _counts.get(key, 0) + 1
@@ -127,6 +137,13 @@ def _openapi() -> dict:
                     },
                 }
             },
+            "/config": {
+                "get": {
+                    "summary": "The configuration read from the config store at start",
+                    "operationId": "config",
+                    "responses": {"200": {"description": "Service, version, color and configuration"}},
+                }
+            },
             "/metrics": {
                 "get": {
                     "summary": "Prometheus metrics",
@@ -136,6 +153,41 @@ def _openapi() -> dict:
             },
         },
     }
+
+
+def _fetch_config(url: str, token: str) -> dict[str, str]:
+    """The keys under the URL's prefix (relative to it) and their values."""
+    request = Request(url, headers={"X-Consul-Token": token} if token else {})  # noqa: S310 - the local agent
+    with urlopen(request, timeout=5) as answer:  # noqa: S310 - the local agent
+        entries = json.load(answer)
+    prefix = urlsplit(url).path.split("/v1/kv/", 1)[-1]
+    config = {}
+    for entry in entries:
+        key = entry["Key"][len(prefix) :].lstrip("/")
+        if key and not key.endswith("/"):
+            config[key] = base64.b64decode(entry.get("Value") or "").decode("utf-8")
+    return config
+
+
+def load_config() -> dict[str, str]:
+    """Read the configuration once at start, waiting for the agent a while; exit without it."""
+    url = os.environ.get("MSA_CONFIG_URL", "")
+    if not url:
+        return {}
+    token = os.environ.get("MSA_CONFIG_TOKEN", "")
+    deadline = time.monotonic() + float(os.environ.get("MSA_CONFIG_WAIT", "30") or 0)
+    while True:
+        try:
+            return _fetch_config(url, token)
+        except HTTPError as err:
+            # Consul answers a recursive read of keys the token may not see as it answers no keys.
+            hidden = " (no keys there, or the token may not read them)" if err.code in (403, 404) else ""
+            problem = f"HTTP {err.code}{hidden}"
+        except (URLError, OSError, ValueError, KeyError) as err:
+            problem = str(err)
+        if time.monotonic() >= deadline:
+            sys.exit(f"{SERVICE}: cannot read the configuration at {url.split('?', 1)[0]}: {problem}")
+        time.sleep(1)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -169,6 +221,8 @@ class Handler(BaseHTTPRequestHandler):
             self._json(200, _openapi())
         elif path == "/slow":
             self._slow()
+        elif path == "/config":
+            self._json(200, {"service": SERVICE, "version": VERSION, "color": COLOR, "config": CONFIG})
         else:
             self._json(
                 200,
@@ -200,6 +254,7 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main() -> None:
+    CONFIG.update(load_config())
     bind = os.environ.get("MSA_BIND", "0.0.0.0")  # noqa: S104 - a service answers its balancer
     server = ThreadingHTTPServer((bind, int(os.environ.get("PORT", "8080"))), Handler)
     server.daemon_threads = True

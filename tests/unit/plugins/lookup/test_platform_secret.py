@@ -403,7 +403,7 @@ def test_sealed_server(vault_sealed, name):
 
 
 def test_unreachable_server(name):
-    from ansible_collections.msa.platform.tests.unit.plugins.vault_server import free_port  # noqa: PLC0415
+    from ansible_collections.msa.platform.tests.unit.plugins.lab_servers import free_port  # noqa: PLC0415
 
     url = "http://127.0.0.1:%d" % free_port()
     error = one([name], {"msa_secrets_backend": "vault", "msa_vault_url": url}, env={"VAULT_TOKEN": "some-token-x"})[1]

@@ -10,11 +10,13 @@ import time
 import pytest
 from ansible_collections.msa.platform.plugins.module_utils._bluegreen_backends import (
     BACKENDS,
+    VACANT_STATUS,
     HAProxyBackend,
     NginxBackend,
     TrafficBackend,
     get_backend,
     register_backend,
+    server_name_parts,
 )
 from ansible_collections.msa.platform.plugins.module_utils._bluegreen_common import (
     BackendError,
@@ -24,7 +26,7 @@ from ansible_collections.msa.platform.plugins.module_utils._bluegreen_common imp
 )
 from ansible_collections.msa.platform.plugins.module_utils._bluegreen_decision import run_flip
 from ansible_collections.msa.platform.plugins.module_utils._bluegreen_state import StateStore
-from conftest import HAProxyLab
+from conftest import ColorApp, HAProxyDiscoveryLab, HAProxyLab
 
 
 def _params(**kw):
@@ -394,3 +396,222 @@ def test_nginx_binary_problem_is_found_before_the_file_changes(nginx_lab, runner
     assert path.read_text() == before
     assert nginx_lab.serves("blue")
     assert json.dumps(info.value.details)  # serialisable for fail_json
+
+
+# ---- HAProxy server-template slots filled from DNS SRV records (Consul DNS) ----------------
+
+
+@pytest.mark.parametrize(
+    ("name", "parts"),
+    [
+        ("app1-blue", ("app1", "blue", False)),
+        ("my-host-green", ("my-host", "green", False)),
+        ("blue-3", (None, "blue", True)),
+        ("green-12", (None, "green", True)),
+        ("blue-0", (None, None, False)),  # HAProxy numbers slots from 1
+        ("blue-03", (None, None, False)),  # and does not pad
+        ("orders", (None, None, False)),
+        ("-blue", (None, None, False)),
+    ],
+)
+def test_server_name_parts(name, parts):
+    assert server_name_parts(name) == parts
+
+
+BLUE_SRV = HAProxyDiscoveryLab.srv_name("blue")
+GREEN_SRV = HAProxyDiscoveryLab.srv_name("green")
+SLOTS = ["%s-%d" % (color, n) for color in ("blue", "green") for n in range(1, 5)]
+
+
+class Discovery:
+    """Instances (ColorApps, one loopback address each: 127.0.0.<n>) registered in a DNS server,
+    and the HAProxy that fills its slots from it."""
+
+    def __init__(self, binary, tmp, dns):
+        self.binary = binary
+        self.tmp = tmp
+        self.dns = dns
+        self.apps = []
+        self.lab = None
+
+    def register(self, color, n):
+        """Start an instance of ``color`` on 127.0.0.<n> and put it in DNS; it answers ``<color>@<n>``."""
+        app = ColorApp(color, address="127.0.0.%d" % n, label="%s@%d" % (color, n))
+        self.apps.append(app)
+        self.dns.add(HAProxyDiscoveryLab.srv_name(color), app.address, app.port)
+        return app
+
+    def deregister(self, app):
+        """Take it out of DNS only: it keeps running and answering."""
+        self.dns.remove(HAProxyDiscoveryLab.srv_name(app.color), app.address, app.port)
+
+    def start(self, **kw):
+        self.lab = HAProxyDiscoveryLab(self.binary, self.tmp, self.dns, **kw).start()
+        return self.lab
+
+    def backend(self, **kw):
+        return HAProxyBackend("orders", _haproxy_options(self.lab, **kw))
+
+    def close(self):
+        if self.lab:
+            self.lab.stop()
+        for app in self.apps:
+            app.stop()
+
+
+@pytest.fixture
+def discovery(haproxy_bin, tmp_path, dns_server):
+    found = Discovery(haproxy_bin, tmp_path / "haproxy", dns_server)
+    yield found
+    found.close()
+
+
+def _addr(app):
+    return "%s:%d" % (app.address, app.port)
+
+
+def _wait_filled(wait, backend, apps, timeout=5.0):
+    """Until the slots DNS filled hold exactly ``apps``, all passing their checks; returns the servers."""
+    want = sorted(_addr(app) for app in apps)
+    seen = {}
+
+    def filled():
+        seen["servers"] = backend.servers()
+        slots = [s for s in seen["servers"] if not s["vacant"]]
+        return sorted(s["host"] for s in slots) == want and all(s["healthy"] for s in slots)
+
+    wait(filled, timeout=timeout, what="slots filled by %s" % ", ".join(want))
+    return seen["servers"]
+
+
+def test_haproxy_slots_filled_from_dns(discovery, wait):
+    blue = [discovery.register("blue", 2), discovery.register("blue", 3)]
+    green = discovery.register("green", 4)
+    lab = discovery.start()
+    backend = discovery.backend()
+    servers = _wait_filled(wait, backend, [*blue, green])
+    assert discovery.dns.asked(BLUE_SRV) and discovery.dns.asked(GREEN_SRV)  # HAProxy did ask the DNS server
+    by_name = {s["name"]: s for s in servers}
+    assert sorted(by_name) == sorted(SLOTS)
+    filled = {name for name, s in by_name.items() if not s["vacant"]}
+    assert {by_name[name]["host"] for name in filled if name.startswith("blue-")} == {_addr(app) for app in blue}
+    assert {by_name[name]["host"] for name in filled if name.startswith("green-")} == {_addr(green)}
+    for name, server in by_name.items():
+        assert server["discovered"] is True
+        if name in filled:
+            assert server["healthy"] and server["status"] == "UP", server
+        else:
+            assert server["status"].startswith(VACANT_STATUS) and not server["healthy"], server
+            assert server["host"] == "", server
+        assert server["weight"] == (100 if name.startswith("blue-") else 0), server
+    assert len(filled) == 3
+    health = backend.health("blue", servers)
+    assert (health["healthy"], health["up"], health["total"]) == (True, 2, 2)
+    assert {s["host"] for s in health["servers"]} == {_addr(app) for app in blue}
+    assert backend.live_color(servers) == "blue"
+    assert backend.known_services() == ["orders"]
+    # the green instance passes its checks, weight 0: no request reaches it
+    assert {lab.request() for _attempt in range(8)} == {"blue@2", "blue@3"}
+
+
+def test_haproxy_flip_of_slots_then_instances_come_and_go(discovery, tmp_path, wait):
+    discovery.register("blue", 2)
+    first_green = discovery.register("green", 3)
+    lab = discovery.start()
+    backend = discovery.backend()
+    _wait_filled(wait, backend, discovery.apps)
+    seen = []
+    backend.sleep = lambda _s: seen.append(backend.weights())
+    store = StateStore(str(tmp_path / "bg"))
+    result = run_flip(backend, store, _params(steps=[50, 100]))
+    assert result["changed"] is True
+    # Every slot of a color moves, the vacant ones too: an instance that comes later gets their weight.
+    assert seen == [{name: 50 for name in SLOTS}]  # and the gate between the steps passed on green-1 alone
+    assert backend.weights() == {name: (100 if name.startswith("green-") else 0) for name in SLOTS}
+    assert backend.live_color() == "green"
+    assert {lab.request() for _attempt in range(6)} == {"green@3"}
+    assert store.load("orders")["live"] == "green"
+
+    # A new green instance, registered in DNS only: in traffic within seconds, no reload.
+    pid = lab.proc.pid
+    started = time.monotonic()
+    second_green = discovery.register("green", 4)
+    wait(lambda: lab.request() == "green@4", timeout=5, interval=0.05, what="the new instance in traffic")
+    took_in = time.monotonic() - started
+    slot = next(s for s in backend.servers() if s["host"] == _addr(second_green))
+    assert slot["color"] == "green" and slot["weight"] == 100 and slot["healthy"], slot
+    assert {lab.request() for _attempt in range(8)} == {"green@3", "green@4"}
+
+    # Out of DNS (it still runs and answers): out of traffic.
+    started = time.monotonic()
+    discovery.deregister(first_green)
+    wait(
+        lambda: all(s["host"] != _addr(first_green) for s in backend.servers()),
+        timeout=5,
+        what="the deregistered instance's slot vacant",
+    )
+    took_out = time.monotonic() - started
+    served = first_green.served
+    assert [lab.request() for _attempt in range(8)] == ["green@4"] * 8
+    assert first_green.served == served
+    assert lab.proc.pid == pid and lab.proc.poll() is None
+    assert took_in < 5 and took_out < 5
+    health = backend.health("green")
+    assert (health["healthy"], health["total"]) == (True, 1)
+
+    # The state file keeps the weights of the vacant slots: after a reload a new instance still lands on green.
+    lab.restart()
+    assert backend.weights() == {name: (100 if name.startswith("green-") else 0) for name in SLOTS}
+    assert backend.live_color() == "green"
+
+
+def test_haproxy_gate_refuses_a_color_with_no_instance_in_dns(discovery, tmp_path, wait):
+    discovery.register("blue", 2)
+    lab = discovery.start()
+    backend = discovery.backend()
+    servers = _wait_filled(wait, backend, discovery.apps)
+    assert discovery.dns.asked(GREEN_SRV)  # asked, and answered NXDOMAIN
+    assert all(s["vacant"] for s in servers if s["color"] == "green")
+    health = backend.health("green")
+    assert (health["healthy"], health["up"], health["total"], health["servers"]) == (False, 0, 0, [])
+    before = backend.weights()
+    store = StateStore(str(tmp_path / "bg"))
+    with pytest.raises(HealthGateError, match="refusing to flip orders to green on haproxy: no servers of that color"):
+        run_flip(backend, store, _params())
+    assert backend.weights() == before == {name: (100 if name.startswith("blue-") else 0) for name in SLOTS}
+    assert backend.live_color() == "blue"
+    assert not os.path.exists(store.path("orders"))
+    assert lab.request() == "blue@2"
+
+
+def test_haproxy_hosts_option_filters_nothing_on_slots(discovery, tmp_path, wait):
+    """docs/design/bluegreen.md: with discovery slots ``hosts`` filters nothing (any registered
+    instance is the service's); it is not taken for a typo either, and the flip moves every slot."""
+    discovery.register("blue", 2)
+    discovery.register("green", 3)
+    lab = discovery.start()
+    every = _wait_filled(wait, discovery.backend(), discovery.apps)
+    backend = discovery.backend(hosts=["app1", "no-such-host"])
+    servers = backend.servers()
+    assert [(s["name"], s["host"], s["vacant"]) for s in servers] == [
+        (s["name"], s["host"], s["vacant"]) for s in every
+    ]
+    result = run_flip(backend, StateStore(str(tmp_path / "bg")), _params())
+    assert result["changed"] is True
+    assert backend.weights() == {name: (100 if name.startswith("green-") else 0) for name in SLOTS}
+    assert {lab.request() for _attempt in range(4)} == {"green@3"}
+
+
+def test_haproxy_slots_take_the_srv_weight_without_ignore_weight(discovery, wait):
+    """Why the slots need ``resolve-opts ignore-weight``: HAProxy sets a filled slot's weight from
+    the SRV record (Consul: weight 1, so HAProxy weight 1/256+1 = 1) at every resolution, over the
+    configured weight and over a flip's runtime weight."""
+    discovery.register("blue", 2)
+    discovery.register("green", 3)
+    lab = discovery.start(ignore_weight=False)
+    backend = discovery.backend()
+    servers = _wait_filled(wait, backend, discovery.apps)
+    weights = backend.weights(servers)
+    assert (weights["blue-1"], weights["green-1"], weights["blue-2"], weights["green-2"]) == (1, 1, 100, 0)
+    assert backend.live_color(servers) == "mixed"
+    wait(lambda: lab.request() == "green@3", timeout=2, what="the idle color in traffic")

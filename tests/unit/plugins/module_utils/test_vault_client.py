@@ -15,7 +15,7 @@ from ansible_collections.msa.platform.plugins.module_utils._vault_client import 
     redact,
 )
 from ansible_collections.msa.platform.plugins.modules import vault_kv
-from ansible_collections.msa.platform.tests.unit.plugins.vault_server import free_port, run_module
+from ansible_collections.msa.platform.tests.unit.plugins.lab_servers import free_port, run_module
 
 pytest_plugins = ["ansible_collections.msa.platform.tests.unit.plugins.vault_server"]
 

@@ -1,0 +1,388 @@
+# Copyright: msa.platform contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# FOR INTERNAL COLLECTION USE ONLY
+# The interfaces in this file serve the msa.platform Consul modules and may change in any release,
+# even a bugfix release.
+
+"""Connection to a Consul agent's HTTP API for the Consul modules.
+
+* the connection options, defined once here and documented once in ``doc_fragments/consul.py``
+  (with the environment variables each one falls back to);
+* :class:`ConsulClient`: a small client on ``ansible.module_utils.urls.open_url`` (no python-consul):
+  read a KV prefix recursively, put and delete one key with check-and-set;
+* every transport or HTTP error turned into a :class:`ConsulError` whose message says what is wrong
+  and what to do next, and never carries the token;
+* :class:`ConsulModule`: ``AnsibleModule`` with those options and the failure helpers.
+
+Knows nothing of what the keys mean: that lives in the modules.
+Managed-node code: Python 3.9 or later (tests/config.yml).
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import re
+import socket
+import ssl
+import traceback
+from urllib.error import HTTPError, URLError
+from urllib.parse import quote
+
+from ansible.module_utils.basic import AnsibleModule, env_fallback
+from ansible.module_utils.urls import ConnectionError as UrlsConnectionError
+from ansible.module_utils.urls import SSLValidationError, open_url
+
+# option: environment variables it falls back to. The argument spec reads this table.
+ENV_FALLBACKS = {
+    "token": ["CONSUL_HTTP_TOKEN"],
+    "ca_path": ["CONSUL_CACERT"],
+}
+
+TIMEOUT_RANGE = (1, 3600)
+
+# Options every Consul module takes. Documented once in doc_fragments/consul.py.
+CONNECTION_ARGSPEC = {
+    "host": {"type": "str", "default": "127.0.0.1"},
+    "port": {"type": "int", "default": 8500},
+    "scheme": {"type": "str", "default": "http", "choices": ["http", "https"]},
+    "token": {"type": "str", "no_log": True, "fallback": (env_fallback, ENV_FALLBACKS["token"])},
+    "ca_path": {"type": "path", "fallback": (env_fallback, ENV_FALLBACKS["ca_path"])},
+    "validate_certs": {"type": "bool", "default": True},
+    "timeout": {"type": "int", "default": 10},
+}
+SHARED_OPTIONS = tuple(CONNECTION_ARGSPEC)
+SECRET_OPTIONS = ("token",)
+
+NOTHING_CHANGED = "nothing was changed"
+HIDDEN = "********"
+
+
+class ConsulError(Exception):
+    """A failure explained for the operator; ``details`` go into the failed result as they are
+    (``reason``: unreachable, timeout, tls, acl_denied, acl_filtered, acl_unknown_token, cas,
+    not_utf8, http)."""
+
+    def __init__(self, msg, **details):
+        super().__init__(msg)
+        self.msg = msg
+        self.details = details
+
+
+def redact(text, secrets):
+    """``text`` with every secret value in ``secrets`` replaced: the last line of defence for messages."""
+    text = str(text)
+    for value in sorted((str(s) for s in secrets if s not in (None, "") and len(str(s)) >= 3), key=len, reverse=True):
+        text = text.replace(value, HIDDEN)
+    return text
+
+
+def option_problems(options):
+    """Problems with the connection options (already type-checked), as short sentences."""
+    problems = []
+    host = options.get("host")
+    if not host or not re.match(r"^[A-Za-z0-9._:\[\]-]+$", host) or "://" in host:
+        problems.append(
+            "host must be a host name or an IP address (no scheme, no port, no path), got %r; "
+            "set scheme and port separately" % host
+        )
+    port = options.get("port")
+    if port is not None and not 1 <= port <= 65535:
+        problems.append("port must be between 1 and 65535, got %r" % port)
+    timeout = options.get("timeout")
+    if timeout is not None and not TIMEOUT_RANGE[0] <= timeout <= TIMEOUT_RANGE[1]:
+        problems.append("timeout must be between %d and %d (seconds), got %r" % (TIMEOUT_RANGE + (timeout,)))
+    return problems
+
+
+def _status_text(exc):
+    try:
+        body = exc.read()
+    except Exception:  # noqa: BLE001 - only used to word the message
+        body = b""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body or "")
+    return re.sub(r"\s+", " ", text).strip()[:500]
+
+
+def _reason_of(exc):
+    """The innermost reason of a transport failure (URLError wraps the socket or TLS error)."""
+    reason = getattr(exc, "reason", None)
+    return reason if isinstance(reason, BaseException) else exc
+
+
+class ConsulClient:
+    """The HTTP API of one Consul agent (``/v1/...``) with an optional ACL token."""
+
+    def __init__(
+        self, *, host="127.0.0.1", port=8500, scheme="http", token=None, ca_path=None, validate_certs=True, timeout=10
+    ):
+        self.host = host
+        self.port = port
+        self.scheme = scheme or "http"
+        self.token = token or None
+        self.ca_path = ca_path or None
+        self.validate_certs = validate_certs
+        self.timeout = timeout or 10
+        # An IPv6 address goes in brackets in a URL.
+        self.url = "%s://%s:%s" % (self.scheme, "[%s]" % host if ":" in host and "[" not in host else host, port)
+
+    @classmethod
+    def from_options(cls, options):
+        return cls(**{name: options.get(name) for name in SHARED_OPTIONS if options.get(name) is not None})
+
+    # ---------------------------------------------------------------------------------------
+    # transport
+
+    def request(self, method, path, what, *, query=None, body=None, scope=None):
+        """``method /v1/<path>?<query>``: ``(status, body bytes, headers)`` for a 2xx answer or a 404;
+        any other failure is a :class:`ConsulError` about ``what`` (e.g. "write msa/config/a"), whose
+        ACL hint names the ``key_prefix`` ``scope``."""
+        url = "%s/v1/%s" % (self.url, quote(path, safe="/"))
+        if query:
+            url += "?" + "&".join("%s=%s" % (k, quote(str(v), safe="")) for k, v in query.items())
+        headers = {"Accept": "application/json"}
+        if self.token:
+            headers["X-Consul-Token"] = self.token
+        try:
+            resp = open_url(
+                url,
+                data=body,
+                headers=headers,
+                method=method,
+                timeout=self.timeout,
+                validate_certs=self.validate_certs,
+                ca_path=self.ca_path,
+                use_netrc=False,
+                follow_redirects="none",
+            )
+            return resp.getcode(), resp.read(), resp.headers
+        except HTTPError as exc:
+            if exc.code == 404:
+                return 404, b"", exc.headers
+            raise self._http_error(exc, what, scope) from None
+        except ConsulError:
+            raise
+        except Exception as exc:
+            error = self._transport_error(exc, what)
+            if error is None:
+                raise
+            raise error from None
+
+    def _where(self):
+        return "the Consul agent at %s" % self.url
+
+    def _transport_error(self, exc, what):
+        """The ConsulError for a failure to talk to the agent at all, or None (a bug)."""
+        reason = _reason_of(exc)
+        text = redact(str(reason), [self.token])
+        if isinstance(reason, (ssl.SSLError, SSLValidationError)) or isinstance(exc, SSLValidationError):
+            match = re.search(
+                r"(certificate verify failed[^'\")]*|hostname mismatch[^'\")]*|IP address mismatch[^'\")]*|"
+                r"wrong version number|unknown protocol|record layer failure)",
+                text,
+            )
+            detail = match.group(1).strip() if match else "TLS error"
+            hint = "set ca_path (or CONSUL_CACERT) to the CA that signed the agent's certificate"
+            if "wrong version number" in detail or "unknown protocol" in detail or "record layer" in detail:
+                hint = "the port does not speak HTTPS: check scheme and port (Consul's HTTPS port is often 8501)"
+            return ConsulError(
+                "TLS with %s failed (%s) while trying to %s; %s" % (self._where(), detail, what, hint), reason="tls"
+            )
+        if isinstance(reason, (socket.timeout, TimeoutError)) or "timed out" in text:
+            return ConsulError(
+                "no answer from %s within %s seconds while trying to %s; is the agent running on %s:%s and "
+                "reachable from this host? (raise timeout for a slow agent)"
+                % (self._where(), self.timeout, what, self.host, self.port),
+                reason="timeout",
+            )
+        if isinstance(reason, OSError) or isinstance(exc, (URLError, UrlsConnectionError)):
+            if isinstance(reason, ConnectionRefusedError) or "refused" in text.lower():
+                cause = "connection refused"
+            elif isinstance(reason, socket.gaierror):
+                cause = "unknown host %s" % self.host
+            else:
+                cause = text or type(reason).__name__
+            return ConsulError(
+                "cannot reach %s (%s) while trying to %s; is the agent running on %s:%s? check host, port and "
+                "scheme" % (self._where(), cause, what, self.host, self.port),
+                reason="unreachable",
+            )
+        return None
+
+    def _http_error(self, exc, what, scope):
+        text = redact(_status_text(exc), [self.token])
+        if exc.code == 403:
+            if "ACL not found" in text:
+                return ConsulError(
+                    "Consul does not know the ACL token (ACL not found) while trying to %s; check token "
+                    "(or CONSUL_HTTP_TOKEN)" % what,
+                    reason="acl_unknown_token",
+                )
+            need = "write" if re.search(r"^(write|delete|put)\b", what) else "read"
+            given = "the token" if self.token else "no token was given (the anonymous token was used); the token"
+            return ConsulError(
+                'ACL denied: Consul refused to %s (%s): %s needs a policy with key_prefix "%s" { policy = "%s" }; '
+                "set token (or CONSUL_HTTP_TOKEN) to such a token" % (what, text or "403", given, scope or "", need),
+                reason="acl_denied",
+            )
+        if exc.code == 400 and "HTTPS server" in text:
+            return ConsulError(
+                "%s speaks HTTPS on port %s; set scheme=https (and ca_path)" % (self._where(), self.port),
+                reason="http",
+            )
+        return ConsulError(
+            "%s answered %s %s while trying to %s: %s"
+            % (self._where(), exc.code, getattr(exc, "reason", "") or "", what, text or "(no text)"),
+            reason="http",
+            status=exc.code,
+        )
+
+    # ---------------------------------------------------------------------------------------
+    # KV
+
+    def read_tree(self, prefix):
+        """Every key under ``prefix/`` as ``{full key: {"value": str, "index": ModifyIndex}}`` (empty when
+        there is none). A null value (a folder marker) reads as ``""``; a value that is not UTF-8 text is
+        a :class:`ConsulError` naming its key. Keys the token may not read are an error too, as a
+        plan made without them would be wrong."""
+        folder = prefix.strip("/") + "/"
+        status, body, headers = self.request(
+            "GET", "kv/" + folder, "read %s" % folder, query={"recurse": "true"}, scope=folder
+        )
+        filtered = (headers.get("X-Consul-Results-Filtered-By-ACLs") or "").lower() == "true" if headers else False
+        if filtered:
+            raise ConsulError(
+                "ACL denied: Consul hid some keys under %s from the token while reading them: the token needs a "
+                'policy with key_prefix "%s" { policy = "write" } (read is enough in check mode); set token '
+                "(or CONSUL_HTTP_TOKEN) to such a token" % (folder, folder),
+                reason="acl_filtered",
+            )
+        if status == 404 or not body:
+            return {}
+        try:
+            entries = json.loads(body)
+        except ValueError:
+            raise ConsulError(
+                "%s answered a read of %s with something that is not JSON" % (self._where(), folder), reason="http"
+            ) from None
+        tree = {}
+        for entry in entries or []:
+            key = entry.get("Key")
+            raw = entry.get("Value")
+            try:
+                value = base64.b64decode(raw).decode("utf-8") if raw is not None else ""
+            except (ValueError, UnicodeDecodeError):
+                raise ConsulError(
+                    "the value of %s in Consul is not UTF-8 text (binary data?); this module manages text "
+                    "values only: fix or delete that key, or keep it out of this prefix" % key,
+                    reason="not_utf8",
+                    key=key,
+                ) from None
+            tree[key] = {"value": value, "index": entry.get("ModifyIndex", 0)}
+        return tree
+
+    def read_key(self, key):
+        """``{"value": str, "index": ModifyIndex}`` of one key, or None when it does not exist."""
+        status, body, _headers = self.request("GET", "kv/" + key, "read %s" % key, scope=key)
+        if status == 404 or not body:
+            return None
+        entry = (json.loads(body) or [None])[0]
+        if not entry:
+            return None
+        raw = entry.get("Value")
+        try:
+            value = base64.b64decode(raw).decode("utf-8") if raw is not None else ""
+        except (ValueError, UnicodeDecodeError):
+            raise ConsulError("the value of %s in Consul is not UTF-8 text" % key, reason="not_utf8", key=key) from None
+        return {"value": value, "index": entry.get("ModifyIndex", 0)}
+
+    def _cas_answer(self, body, key, index, verb):
+        answer = body.decode("utf-8", "replace").strip() if body else ""
+        if answer == "true":
+            return
+        if answer == "false":
+            state = "it did not exist" if index == 0 else "it was at ModifyIndex %s" % index
+            raise ConsulError(
+                "check-and-set refused to %s %s: someone changed it after it was read (%s); read the "
+                "configuration again and retry" % (verb, key, state),
+                reason="cas",
+                key=key,
+            )
+        raise ConsulError(
+            "%s answered %s %s with %r instead of true or false" % (self._where(), verb, key, answer[:100]),
+            reason="http",
+        )
+
+    def put(self, key, value, cas, scope=None):
+        """Write ``value`` (str) at ``key`` only if its ModifyIndex is still ``cas`` (0: it must not exist)."""
+        _status, body, _headers = self.request(
+            "PUT", "kv/" + key, "write %s" % key, query={"cas": cas}, body=value.encode("utf-8"), scope=scope or key
+        )
+        self._cas_answer(body, key, cas, "write")
+
+    def delete(self, key, cas, scope=None):
+        """Delete ``key`` only if its ModifyIndex is still ``cas``."""
+        _status, body, _headers = self.request(
+            "DELETE", "kv/" + key, "delete %s" % key, query={"cas": cas}, scope=scope or key
+        )
+        self._cas_answer(body, key, cas, "delete")
+
+
+class ConsulModule(AnsibleModule):
+    """AnsibleModule with the shared connection options and Consul failure handling."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        problems = option_problems(self.params)
+        if problems:
+            self.fail_json(msg="; ".join(problems) + "; " + NOTHING_CHANGED)
+
+    @classmethod
+    def generate_argspec(cls, **kwargs):
+        spec = copy.deepcopy(CONNECTION_ARGSPEC)
+        spec.update(kwargs)
+        return spec
+
+    def client(self):
+        return ConsulClient.from_options(self.params)
+
+    def secrets(self):
+        return [self.params.get(name) for name in SECRET_OPTIONS]
+
+    def fail_consul(self, exc, **result):
+        """Fail with ``exc``; the message ends with ``tail`` when the details carry one, else with what
+        changed before the failure (``partial``, which also makes ``changed`` true), or says that
+        nothing did."""
+        details = dict(exc.details)
+        details.update(result)
+        partial = details.pop("partial", None)
+        tail = details.pop("tail", None) or ("changed before the failure: %s" % partial if partial else NOTHING_CHANGED)
+        self.fail_json(msg=redact("%s; %s" % (exc.msg, tail), self.secrets()), changed=bool(partial), **details)
+
+    def fail_unexpected(self, exc, **result):
+        """The catch-all: a bug, reported as a failed task with its traceback instead of a crash."""
+        self.fail_json(
+            msg=redact(
+                "unexpected error: %s: %s. This is a bug in msa.platform; the traceback is in 'exception'"
+                % (type(exc).__name__, exc),
+                self.secrets(),
+            ),
+            exception=redact(traceback.format_exc(), self.secrets()),
+            **result,
+        )
+
+    def run(self, work, **result):
+        """``work(client)`` -> result dict; exits with it, or fails explained. Diff only when asked."""
+        try:
+            outcome = work(self.client())
+        except ConsulError as exc:
+            self.fail_consul(exc, **result)
+        except Exception as exc:  # noqa: BLE001 - house style: no Python exception escapes a module
+            self.fail_unexpected(exc, **result)
+        diff = outcome.pop("diff", None)
+        if self._diff and diff is not None:
+            outcome["diff"] = diff
+        self.exit_json(**outcome)
