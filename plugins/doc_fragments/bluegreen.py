@@ -16,9 +16,17 @@ options:
       - V(haproxy) changes server weights in backend C(be_<service>) through the runtime API.
       - V(nginx) rewrites C(<nginx_upstream_dir>/<service>.conf) when the gateway sends traffic straight
         to the application hosts. A gateway that goes through HAProxy is flipped on HAProxy, not here.
+      - V(consul) keeps the live color in the Consul cluster, for every balancer at once. Each color has a
+        prepared query C(<service>-live-<color>); the live color's answers its passing instances and the idle
+        color's answers none. Balancers follow them through Consul DNS (the haproxy role's slots on
+        C(_<service>-live-<color>._tcp.query.consul)). The state document is the KV key
+        C(<consul.prefix>/<service>/state), written with check-and-set, and the lock is a Consul session lock on
+        C(<consul.prefix>/<service>/lock), so one flip runs at a time across hosts. The health gate counts the
+        service's instances of the target color in Consul's catalog with all their checks passing. It runs on
+        any host that reaches an agent; O(state_dir), O(hosts) and the HAProxy and NGINX options are not used.
     type: str
     default: haproxy
-    choices: [haproxy, nginx]
+    choices: [consul, haproxy, nginx]
   state_dir:
     description:
       - Directory of the per-service state files C(<service>.json) and lock files C(<service>.lock).
@@ -103,4 +111,45 @@ options:
     type: str
     default: auto
     choices: [auto, signal, systemd]
+  consul:
+    description:
+      - The Consul agent to talk to with O(balancer=consul), and where the state lives. The connection options
+        mean what they mean for M(msa.platform.consul_config).
+      - "The token needs: C(query_prefix \"<service>-live-\") write, C(key_prefix \"<prefix>/\") write,
+        C(session_prefix \"\") write, and read of the service and of nodes (C(service_prefix), C(node_prefix))
+        for the health gate. The consul role's entry point C(bluegreen) makes such a token. It is never shown."
+    type: dict
+    default: {}
+    suboptions:
+      host:
+        description: Host name or IP address of the agent's HTTP API.
+        type: str
+        default: 127.0.0.1
+      port:
+        description: Port of the agent's HTTP API.
+        type: int
+        default: 8500
+      scheme:
+        description: V(https) for an agent that serves its API over TLS.
+        type: str
+        default: http
+        choices: [http, https]
+      token:
+        description: ACL token; when left out, E(CONSUL_HTTP_TOKEN), else the anonymous token.
+        type: str
+      ca_path:
+        description: PEM file of the CA of the agent's certificate; when left out, E(CONSUL_CACERT).
+        type: path
+      validate_certs:
+        description: Whether to verify the agent's TLS certificate.
+        type: bool
+        default: true
+      timeout:
+        description: Seconds to wait for each answer of the agent, from 1 to 3600.
+        type: int
+        default: 10
+      prefix:
+        description: KV path under which each service's state and lock live (C(<prefix>/<service>/state), C(.../lock)).
+        type: str
+        default: msa/bluegreen
 """

@@ -15,6 +15,7 @@ The rest lives beside it, one concern per file:
 * ``_bluegreen_state``: the state document (validation, atomic writes) and history records;
 * ``_bluegreen_lock``: the per-service lock;
 * ``_bluegreen_backends``: the balancer interface, its registry, HAProxy and NGINX;
+* ``_bluegreen_consul``: Consul, where the live color is cluster state every balancer follows;
 * ``_bluegreen_decision``: the flip (:func:`run_flip`) and the report (:func:`describe_service`).
 
 Managed-node code: Python 3.9 or later (tests/config.yml).
@@ -38,11 +39,17 @@ from ansible_collections.msa.platform.plugins.module_utils._bluegreen_common imp
     validate_service,
     weight_plan,
 )
-from ansible_collections.msa.platform.plugins.module_utils._bluegreen_state import StateStore
+from ansible_collections.msa.platform.plugins.module_utils._bluegreen_consul import (  # registers "consul"
+    DEFAULT_PREFIX as CONSUL_DEFAULT_PREFIX,
+)
+from ansible_collections.msa.platform.plugins.module_utils._consul_client import CONNECTION_ARGSPEC
+from ansible_collections.msa.platform.plugins.module_utils._consul_client import (
+    option_problems as consul_option_problems,
+)
 
 # Options every blue/green module takes. Documented once in doc_fragments/bluegreen.py.
 SHARED_ARGSPEC = {
-    "balancer": {"type": "str", "default": "haproxy", "choices": ["haproxy", "nginx"]},
+    "balancer": {"type": "str", "default": "haproxy", "choices": ["consul", "haproxy", "nginx"]},
     "state_dir": {"type": "path", "default": "/var/lib/msa/bluegreen"},
     "hosts": {"type": "list", "elements": "str"},
     "ports": {
@@ -58,6 +65,12 @@ SHARED_ARGSPEC = {
     "nginx_binary": {"type": "path", "default": "nginx"},
     "nginx_config": {"type": "path", "default": "/etc/nginx/nginx.conf"},
     "nginx_reload": {"type": "str", "default": "auto", "choices": ["auto", "signal", "systemd"]},
+    # The Consul agent's connection options (those of the Consul modules) and the KV prefix.
+    "consul": {
+        "type": "dict",
+        "default": {},
+        "options": dict(copy.deepcopy(CONNECTION_ARGSPEC), prefix={"type": "str", "default": CONSUL_DEFAULT_PREFIX}),
+    },
 }
 
 # --------------------------------------------------------------------------------------------
@@ -82,6 +95,7 @@ HOST_RE = re.compile(r"^(?:[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,252})|\[[0-9A-Fa-f:.]
 VERSION_RE = re.compile(r"^[^\s\x00-\x1f\x7f]{1,128}$")
 OPERATOR_RE = re.compile(r"^(?=.*\S)[^\x00-\x1f\x7f]{1,128}$")
 HEALTH_PATH_RE = re.compile(r"^/[^\s\x00-\x1f\x7f]*$")
+CONSUL_PREFIX_RE = re.compile(r"^[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*$")
 
 
 def _raised(check, value):
@@ -159,12 +173,25 @@ def _paths(params):
     return problems
 
 
+def _consul(params):
+    if params.get("balancer") != "consul":
+        return []
+    settings = params.get("consul") or {}
+    problems = ["consul.%s" % problem for problem in consul_option_problems(settings)]
+    prefix = settings.get("prefix")
+    if not prefix or not CONSUL_PREFIX_RE.fullmatch(prefix) or "/../" in "/%s/" % prefix:
+        problems.append(
+            "consul.prefix must be a KV path of letters, digits, '.', '-', '_' and inner '/', got %r" % prefix
+        )
+    return problems
+
+
 def option_problems(params):
     """Every problem with the (already type-checked) options, as short sentences; empty = fine.
 
     Options a module does not take are absent (or None) in ``params`` and are skipped.
     """
-    return _numbers(params) + _names(params) + _paths(params)
+    return _numbers(params) + _names(params) + _paths(params) + _consul(params)
 
 
 # --------------------------------------------------------------------------------------------
@@ -207,7 +234,8 @@ class BlueGreenModule(AnsibleModule):
         return self.run_command([binary, *argv[1:]], handle_exceptions=False)
 
     def store(self):
-        return StateStore(self.params["state_dir"])
+        """Where the balancer kind keeps the state documents (files in state_dir, or Consul KV)."""
+        return BACKENDS[self.params["balancer"]].make_store(self.params)
 
     def fail_bluegreen(self, exc, **result):
         details = dict(getattr(exc, "details", {}) or {})

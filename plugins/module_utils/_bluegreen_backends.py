@@ -38,6 +38,8 @@ from ansible_collections.msa.platform.plugins.module_utils._bluegreen_common imp
     other_color,
     weight_plan,
 )
+from ansible_collections.msa.platform.plugins.module_utils._bluegreen_lock import ServiceLock
+from ansible_collections.msa.platform.plugins.module_utils._bluegreen_state import StateStore
 from ansible_collections.msa.platform.plugins.module_utils._haproxy_runtime import (
     HAProxyRuntime,
     HAProxyRuntimeError,
@@ -105,6 +107,15 @@ class TrafficBackend:
         self.warn = warn or (lambda msg: None)
         self.sleep = sleep
         self.clock = clock
+
+    # where the state document and the lock live: files on the balancer, unless a backend keeps
+    # them elsewhere (Consul keeps them in the cluster, for every balancer at once)
+    @classmethod
+    def make_store(cls, options):
+        return StateStore(options["state_dir"])
+
+    def make_lock(self, store, service, timeout):
+        return ServiceLock(store.state_dir, service, timeout=timeout)
 
     # discovery ---------------------------------------------------------------------------
     def known_services(self):

@@ -35,7 +35,6 @@ from ansible_collections.msa.platform.plugins.module_utils._bluegreen_common imp
     validate_service,
     weight_plan,
 )
-from ansible_collections.msa.platform.plugins.module_utils._bluegreen_lock import ServiceLock
 from ansible_collections.msa.platform.plugins.module_utils._bluegreen_state import default_operator, history_record
 
 
@@ -92,9 +91,7 @@ def run_flip(backend, store, params, *, check_mode=False, lock_factory=None, war
         raise BlueGreenError("gradual steps need balancer=haproxy; %s switches at once (steps=[100])" % backend.name)
     lock = None
     if not check_mode:
-        lock_factory = lock_factory or (
-            lambda: ServiceLock(store.state_dir, flip.service, timeout=params.get("lock_timeout", 30))
-        )
+        lock_factory = lock_factory or (lambda: backend.make_lock(store, flip.service, params.get("lock_timeout", 30)))
         lock = lock_factory().acquire()
     try:
         if not flip.decide():

@@ -200,6 +200,32 @@ def state_problems(document, service):
     return problems
 
 
+def parse_state(read, service, what, fix, **details):
+    """The state document of ``service`` that ``read()`` returns as text, validated, with left-out
+    keys filled in. Text that is not JSON, or a document with problems, is a StateFileError naming
+    ``what`` (e.g. "state file <path>") and every problem, ending with ``fix`` (what to do)."""
+    try:
+        document = json.loads(read())
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        raise StateFileError(
+            "%s is not valid JSON (%s); nothing was changed. %s; the flip will not guess" % (what, exc, fix), **details
+        ) from exc
+    problems = state_problems(document, service)
+    if problems:
+        shown = problems[:MAX_PROBLEMS_SHOWN]
+        if len(problems) > len(shown):
+            shown.append("and %d more" % (len(problems) - len(shown)))
+        raise StateFileError(
+            "%s is not a valid blue/green state document: %s; nothing was changed. %s (docs/design/bluegreen.md "
+            "describes the document)" % (what, "; ".join(shown), fix),
+            problems=problems,
+            **details,
+        )
+    loaded = StateStore.empty(service)
+    loaded.update(document)
+    return loaded
+
+
 # --------------------------------------------------------------------------------------------
 # the store
 
@@ -236,33 +262,21 @@ class StateStore:
     def load(self, service):
         """The service's document, validated, with left-out keys filled in; raises StateFileError."""
         path = self.path(service)
-        try:
+
+        def read():
             with open(path, encoding="utf-8") as handle:
-                document = json.load(handle)
+                return handle.read()
+
+        try:
+            return parse_state(
+                read,
+                service,
+                "state file %s" % path,
+                "Fix the file or move it aside (the next flip then believes the balancer and writes a new one)",
+                state_file=path,
+            )
         except FileNotFoundError:
             return self.empty(service)
-        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
-            raise StateFileError(
-                "state file %s is not valid JSON (%s); nothing was changed. Fix the file or move it aside "
-                "(the next flip then believes the balancer and writes a new one); the flip will not guess"
-                % (path, exc),
-                state_file=path,
-            ) from exc
-        problems = state_problems(document, service)
-        if problems:
-            shown = problems[:MAX_PROBLEMS_SHOWN]
-            if len(problems) > len(shown):
-                shown.append("and %d more" % (len(problems) - len(shown)))
-            raise StateFileError(
-                "state file %s is not a valid blue/green state document: %s; nothing was changed. Fix the file "
-                "(docs/design/bluegreen.md describes it) or move it aside (the next flip then believes the "
-                "balancer and writes a new one)" % (path, "; ".join(shown)),
-                state_file=path,
-                problems=problems,
-            )
-        loaded = self.empty(service)
-        loaded.update(document)
-        return loaded
 
     def save(self, service, data):
         """Write atomically: temp file in the same directory, fsync, chmod 0640, rename, fsync dir."""

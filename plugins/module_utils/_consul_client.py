@@ -136,10 +136,10 @@ class ConsulClient:
     # ---------------------------------------------------------------------------------------
     # transport
 
-    def request(self, method, path, what, *, query=None, body=None, scope=None):
+    def request(self, method, path, what, *, query=None, body=None, scope=None, rule="key_prefix"):
         """``method /v1/<path>?<query>``: ``(status, body bytes, headers)`` for a 2xx answer or a 404;
         any other failure is a :class:`ConsulError` about ``what`` (e.g. "write msa/config/a"), whose
-        ACL hint names the ``key_prefix`` ``scope``."""
+        ACL hint names the policy ``rule`` (``key_prefix``, ``query_prefix``, ...) for ``scope``."""
         url = "%s/v1/%s" % (self.url, quote(path, safe="/"))
         if query:
             url += "?" + "&".join("%s=%s" % (k, quote(str(v), safe="")) for k, v in query.items())
@@ -162,7 +162,7 @@ class ConsulClient:
         except HTTPError as exc:
             if exc.code == 404:
                 return 404, b"", exc.headers
-            raise self._http_error(exc, what, scope) from None
+            raise self._http_error(exc, what, scope, rule) from None
         except ConsulError:
             raise
         except Exception as exc:
@@ -212,7 +212,7 @@ class ConsulClient:
             )
         return None
 
-    def _http_error(self, exc, what, scope):
+    def _http_error(self, exc, what, scope, rule="key_prefix"):
         text = redact(_status_text(exc), [self.token])
         if exc.code == 403:
             if "ACL not found" in text:
@@ -224,8 +224,9 @@ class ConsulClient:
             need = "write" if re.search(r"^(write|delete|put)\b", what) else "read"
             given = "the token" if self.token else "no token was given (the anonymous token was used); the token"
             return ConsulError(
-                'ACL denied: Consul refused to %s (%s): %s needs a policy with key_prefix "%s" { policy = "%s" }; '
-                "set token (or CONSUL_HTTP_TOKEN) to such a token" % (what, text or "403", given, scope or "", need),
+                'ACL denied: Consul refused to %s (%s): %s needs a policy with %s "%s" { policy = "%s" }; '
+                "set token (or CONSUL_HTTP_TOKEN) to such a token"
+                % (what, text or "403", given, rule, scope or "", need),
                 reason="acl_denied",
             )
         if exc.code == 400 and "HTTPS server" in text:
@@ -239,6 +240,20 @@ class ConsulClient:
             reason="http",
             status=exc.code,
         )
+
+    def call(self, method, path, what, *, query=None, body=None, scope=None, rule="key_prefix"):
+        """:meth:`request` with a JSON ``body`` (any JSON value) and a JSON answer: the decoded answer,
+        None for a 404 or an empty answer."""
+        data = None if body is None else json.dumps(body).encode("utf-8")
+        status, answer, _headers = self.request(method, path, what, query=query, body=data, scope=scope, rule=rule)
+        if status == 404 or not answer:
+            return None
+        try:
+            return json.loads(answer)
+        except ValueError:
+            raise ConsulError(
+                "%s answered %s with something that is not JSON" % (self._where(), what), reason="http"
+            ) from None
 
     # ---------------------------------------------------------------------------------------
     # KV

@@ -31,6 +31,15 @@ description:
   - Every option's range and format is checked before anything is read or changed, and the state file is
     validated as a whole when it is read; a state file that is not valid JSON or not exactly the documented
     document fails naming the file and every problem found, and nothing changes.
+  - With O(balancer=consul) the flip changes the cluster, not one balancer. It turns on the new color's live
+    query and waits at least 3 seconds, so that every balancer resolves it. Then it turns off the old color's
+    query. So there is a moment when both colors take traffic, and never one when neither does. It flips in one
+    step. Running it once is enough; a run on a second balancer finds the color already live and changes
+    nothing.
+  - With O(balancer=consul) on a balancer (O(haproxy_socket) exists), the module also watches that HAProxy. It
+    waits for the new color's slots before the old color goes out. Then it drains, waiting at most
+    O(drain_timeout), until the old color has no filled slot and no session. Elsewhere it cannot see any
+    balancer, so it waits min(O(drain_timeout), 3) seconds.
   - Flipping to the color that is already live changes nothing.
   - "The result's C(msg) is a one-line summary, for example
     C(orders: blue -> green on lb1 (haproxy, weights 0/100, 3 steps, drained in 1.2 s))."
@@ -130,7 +139,8 @@ options:
     default: 200
 notes:
   - Run it on each balancer host (HAProxy, or the NGINX gateway when it routes straight to the colors).
-    Each balancer keeps its own state file and history.
+    Each balancer keeps its own state file and history. With O(balancer=consul) the state and history live
+    once in Consul for all balancers.
   - Needs root on the balancer (the HAProxy socket is mode 0600, the state directory belongs to root).
   - The names and files shared with the roles are described in C(docs/design/bluegreen.md) of the collection;
     the operator's runbook is C(docs/runbook-bluegreen.md).
@@ -164,6 +174,14 @@ EXAMPLES = r"""
     service: orders
     to: release
     release: 1.0.0
+
+- name: Flip orders through Consul, for every balancer that follows its live queries
+  msa.platform.bluegreen_flip:
+    service: orders
+    balancer: consul
+    to: green
+    consul:
+      token: "{{ consul_bluegreen_token }}"
 
 - name: Flip the NGINX gateway that routes straight to the colors
   msa.platform.bluegreen_flip:

@@ -1,7 +1,9 @@
 """Compare a balancer's discovery slots with the instances its Consul agent has in service.
 
 For each service and color: the addresses HAProxy's filled slots <color>-<n> of be_<service>
-hold, and the passing instances Consul lists with that color's tag. Polls until both agree or
+hold, and the passing instances Consul lists with that color's tag; for a service that flips
+through Consul (third argument), what the color's live query answers: the live color's passing
+instances, none of the idle color's. Polls until both agree or
 the time is up; prints both either way and exits 1 when they never agreed. Reads the runtime
 socket (root) and the agent's HTTP API with the token in CONSUL_HTTP_TOKEN.
 """
@@ -40,26 +42,31 @@ def haproxy_slots():
     return found
 
 
-def consul_instances(services):
+def consul_instances(services, flipped):
     token = os.environ["CONSUL_HTTP_TOKEN"]
     found = set()
     for service in services:
         for color in ("blue", "green"):
+            if service in flipped:
+                path = "query/%s-live-%s/execute" % (service, color)
+            else:
+                path = "health/service/%s?passing=true&tag=%s" % (service, color)
             request = urllib.request.Request(  # noqa: S310 - the loopback agent
-                "%s/v1/health/service/%s?passing=true&tag=%s" % (AGENT, service, color),
-                headers={"X-Consul-Token": token},
+                "%s/v1/%s" % (AGENT, path), headers={"X-Consul-Token": token}
             )
             with urllib.request.urlopen(request, timeout=5) as answer:  # noqa: S310 - the loopback agent
-                for entry in json.load(answer):
-                    found.add("%s %s %s:%d" % (service, color, entry["Service"]["Address"], entry["Service"]["Port"]))
+                entries = json.load(answer)
+            for entry in entries["Nodes"] if service in flipped else entries:
+                found.add("%s %s %s:%d" % (service, color, entry["Service"]["Address"], entry["Service"]["Port"]))
     return found
 
 
 def main():
     services = sys.argv[1].split(",")
     deadline = time.monotonic() + float(sys.argv[2] if len(sys.argv) > 2 else 15)
+    flipped = set(sys.argv[3].split(",")) if len(sys.argv) > 3 else set()
     while True:
-        expected, slots = consul_instances(services), haproxy_slots()
+        expected, slots = consul_instances(services, flipped), haproxy_slots()
         if (expected == slots and expected) or time.monotonic() > deadline:
             break
         time.sleep(0.5)

@@ -57,4 +57,4 @@ def test_generate_argspec_lists_registered_balancers():
     spec = BlueGreenModule.generate_argspec(service={"type": "str"})
     assert spec["balancer"]["choices"] == sorted(BACKENDS)
     assert spec["service"] == {"type": "str"}
-    assert SHARED_ARGSPEC["balancer"]["choices"] == ["haproxy", "nginx"]  # the shared spec is not modified
+    assert SHARED_ARGSPEC["balancer"]["choices"] == ["consul", "haproxy", "nginx"]  # the shared spec is not modified

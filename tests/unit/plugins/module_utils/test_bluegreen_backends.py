@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import threading
@@ -94,18 +95,20 @@ def _saved_weights(path):
 
 
 def test_registry_and_unknown_balancer():
-    assert set(BACKENDS) >= {"haproxy", "nginx"}
-    with pytest.raises(BlueGreenError, match="unknown balancer 'consul'; known balancers: haproxy, nginx"):
-        get_backend("consul", "orders", {})
+    # The Consul backend registers itself when imported, as the modules' glue (_bluegreen) does.
+    importlib.import_module("ansible_collections.msa.platform.plugins.module_utils._bluegreen_consul")
+    assert set(BACKENDS) >= {"haproxy", "nginx", "consul"}
+    with pytest.raises(BlueGreenError, match="unknown balancer 'istio'; known balancers: consul, haproxy, nginx"):
+        get_backend("istio", "orders", {})
 
-    class Consul(TrafficBackend):
-        name = "consul"
+    class Istio(TrafficBackend):
+        name = "istio"
 
-    register_backend("consul", Consul)
+    register_backend("istio", Istio)
     try:
-        assert isinstance(get_backend("consul", "orders", {}), Consul)
+        assert isinstance(get_backend("istio", "orders", {}), Istio)
     finally:
-        BACKENDS.pop("consul")
+        BACKENDS.pop("istio")
     with pytest.raises(TypeError):
         register_backend("bad", object)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 from ansible_collections.msa.platform.plugins.doc_fragments.bluegreen import ModuleDocFragment
-from ansible_collections.msa.platform.plugins.module_utils import _bluegreen, _bluegreen_common
+from ansible_collections.msa.platform.plugins.module_utils import _bluegreen, _bluegreen_common, _bluegreen_consul
 
 ROOT = Path(__file__).resolve().parents[4]
 CONTRACT = yaml.safe_load((ROOT / "roles" / "_common" / "defaults" / "main.yml").read_text())[
@@ -36,3 +36,11 @@ def test_documented_defaults_match():
     options = yaml.safe_load(ModuleDocFragment.DOCUMENTATION)["options"]
     assert options["state_dir"]["default"] == CONTRACT["state_dir"]
     assert options["nginx_upstream_dir"]["default"] == CONTRACT["nginx_upstream_dir"]
+
+
+def test_consul_prefix_and_query_names_match():
+    assert CONTRACT["consul_prefix"] == _bluegreen_consul.DEFAULT_PREFIX
+    assert _bluegreen.SHARED_ARGSPEC["consul"]["options"]["prefix"]["default"] == CONTRACT["consul_prefix"]
+    options = yaml.safe_load(ModuleDocFragment.DOCUMENTATION)["options"]
+    assert options["consul"]["suboptions"]["prefix"]["default"] == CONTRACT["consul_prefix"]
+    assert _bluegreen_consul.query_name("orders", "green") == CONTRACT["consul_query_format"] % ("orders", "green")

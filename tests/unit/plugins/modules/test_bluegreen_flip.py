@@ -9,6 +9,7 @@ import socket
 
 import pytest
 from ansible_collections.msa.platform.plugins.modules import bluegreen_flip, bluegreen_info
+from ansible_collections.msa.platform.tests.unit.plugins import lab_servers
 
 
 def test_flip_check_mode_then_real_then_idempotent(up, capsys, tmp_path, bg):
@@ -84,8 +85,8 @@ def test_flip_argument_errors(capsys, tmp_path, bg):
     assert (
         bad_color["failed"] is True and "value of to must be one of: blue, green, previous, release" in bad_color["msg"]
     )
-    bad_balancer = bg.run(bluegreen_flip, capsys, dict(base, to="green", balancer="consul"))
-    assert "value of balancer must be one of: haproxy, nginx" in bad_balancer["msg"]
+    bad_balancer = bg.run(bluegreen_flip, capsys, dict(base, to="green", balancer="istio"))
+    assert "value of balancer must be one of: consul, haproxy, nginx" in bad_balancer["msg"]
     no_release = bg.run(bluegreen_flip, capsys, dict(base, to="release"))
     assert "to is release but all of the following are missing: release" in no_release["msg"]
     no_ports = bg.run(bluegreen_flip, capsys, dict(base, to="green", balancer="nginx"))
@@ -277,3 +278,78 @@ def test_nginx_binary_unusable_leaves_the_upstream_alone(nginx_lab, capsys, tmp_
     assert path.read_text() == before
     assert nginx_lab.serves("blue")
     assert not (tmp_path / "bg" / "orders.json").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# balancer=consul, against a real Consul agent with ACLs (default deny)
+
+pytest_plugins = ["ansible_collections.msa.platform.tests.unit.plugins.consul_server"]
+
+# What the consul role's entry point bluegreen grants its flip token, for one service.
+FLIP_RULES = """
+key_prefix "msa/bluegreen/" { policy = "write" }
+session_prefix "" { policy = "write" }
+node_prefix "" { policy = "read" }
+query_prefix "%(svc)s-live-" { policy = "write" }
+service "%(svc)s" { policy = "read" }
+"""
+
+
+def test_consul_flip_as_ansible_runs_it(consul_acl, color_apps, wait, capsys, monkeypatch):
+    agent = consul_acl
+    svc = "svc-%s" % os.urandom(4).hex()
+    apps = {color: color_apps[("app1", color)] for color in ("blue", "green")}
+    loopback = lab_servers.LOOPBACK
+    try:
+        for color, app in apps.items():
+            agent.api(
+                "agent/service/register",
+                "PUT",
+                {
+                    "ID": "%s-%s" % (svc, color),
+                    "Name": svc,
+                    "Tags": [color],
+                    "Address": loopback,
+                    "Port": app.port,
+                    "Check": {"HTTP": "http://%s:%d/health" % (loopback, app.port), "Interval": "1s"},
+                },
+            )
+        wait(lambda: len(agent.api("health/service/%s?passing=true" % svc) or []) == 2, timeout=20, what="instances")
+        token = agent.token_with_rules(FLIP_RULES % {"svc": svc})
+        # The token comes from the environment, through the consul option's fallback.
+        monkeypatch.setenv("CONSUL_HTTP_TOKEN", token)
+        args = {
+            "service": svc,
+            "balancer": "consul",
+            "consul": {"host": agent.host, "port": agent.port},
+            "to": "blue",
+            "operator": "alice",
+            "drain_timeout": 0,
+        }
+        first = lab_servers.run_module(bluegreen_flip, capsys, args)
+        assert first["changed"] and first["from"] == "none", first
+        check = lab_servers.run_module(bluegreen_flip, capsys, dict(args, to="green"), check_mode=True, diff=True)
+        assert check["changed"] and check["diff"]["after"]["live"] == "green"
+        assert check["state_file"] == "consul:msa/bluegreen/%s/state" % svc
+        real = lab_servers.run_module(bluegreen_flip, capsys, dict(args, to="green"), diff=True)
+        assert (real["from"], real["to"], real["changed"]) == ("blue", "green", True)
+        info = lab_servers.run_module(
+            bluegreen_info, capsys, {"service": svc, "balancer": "consul", "consul": args["consul"]}
+        )
+        view = info["services"][svc]
+        assert view["live"] == "green" and [h["to"] for h in view["history"]] == ["blue", "green"]
+        for result in (first, check, real, info):
+            assert token not in result["_raw"]
+        # Bad input fails before any call, naming the option.
+        bad = lab_servers.run_module(bluegreen_flip, capsys, dict(args, consul={"host": agent.host, "timeout": 0}))
+        assert bad["failed"] and "consul.timeout" in bad["msg"] and "nothing was changed" in bad["msg"]
+        # A token without rights: the failure names the rule, never the token.
+        monkeypatch.setenv("CONSUL_HTTP_TOKEN", agent.token_with_rules('node_prefix "" { policy = "read" }'))
+        denied = lab_servers.run_module(bluegreen_flip, capsys, dict(args, to="blue"))
+        assert denied["failed"] and "ACL denied" in denied["msg"], denied["msg"]
+        back = agent.api("kv/msa/bluegreen/%s/state?raw=true" % svc, raw=True)
+        assert json.loads(back)["live"] == "green"
+    finally:
+        for color in apps:
+            agent.api("agent/service/deregister/%s-%s" % (svc, color), "PUT")
+        agent.kv_delete_tree("msa/bluegreen/%s" % svc)
