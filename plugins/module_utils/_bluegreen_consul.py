@@ -91,6 +91,13 @@ def query_definition(service, color, serving, found=None):
     return definition
 
 
+def connection(options):
+    """``(ConsulClient, KV prefix)`` from the modules' ``consul`` option."""
+    settings = dict(options.get("consul") or {})
+    prefix = (settings.pop("prefix", None) or DEFAULT_PREFIX).strip("/")
+    return ConsulClient.from_options(settings), prefix
+
+
 def consul_failure(exc, **details):
     """A ConsulError as the blue/green modules report it (the token never is in its text)."""
     return BackendError(exc.msg, consul_reason=exc.details.get("reason"), **details)
@@ -320,9 +327,7 @@ class ConsulBackend(TrafficBackend):
 
     def __init__(self, service, options, **kwargs):
         super().__init__(service, options, **kwargs)
-        settings = dict(options.get("consul") or {})
-        self.prefix = (settings.pop("prefix", None) or DEFAULT_PREFIX).strip("/")
-        self.client = ConsulClient.from_options(settings)
+        self.client, self.prefix = connection(options)
         self.consul = _Consul(self.client)
         self._before = None  # (query found before the switch or None, its ID after the switch)
         # On a balancer, the module watches its own HAProxy follow the queries.
@@ -334,9 +339,7 @@ class ConsulBackend(TrafficBackend):
     # hooks for the modules: where the state and the lock live
     @classmethod
     def make_store(cls, options):
-        settings = dict(options.get("consul") or {})
-        prefix = settings.pop("prefix", None) or DEFAULT_PREFIX
-        return ConsulStateStore(ConsulClient.from_options(settings), prefix)
+        return ConsulStateStore(*connection(options))
 
     def make_lock(self, store, service, timeout):
         return ConsulLock(
@@ -434,8 +437,9 @@ class ConsulBackend(TrafficBackend):
             )
         return sorted(servers, key=lambda server: (server["color"], server["host"] or "", server["name"]))
 
-    def live_color(self, servers=None):
-        serving = [color for color, on in self.serving().items() if on]
+    def live_color(self, servers=None, found=None):
+        """From the queries as Consul has them now, or as ``found`` (what :meth:`queries` returned)."""
+        serving = [color for color, on in self.serving(found).items() if on]
         if not serving:
             return "none"
         return serving[0] if len(serving) == 1 else "mixed"
@@ -497,13 +501,8 @@ class ConsulBackend(TrafficBackend):
             self._before[old] = (found.get(old), written["ID"])
             drain = self.drain(old, drain_timeout)
         except BaseException as exc:
-            was = self.live_before(found)
-            reraise_put_back(exc, was, self.undo())
+            reraise_put_back(exc, self.live_color(found=found), self.undo())
         return {"steps": [{"new": LIVE_WEIGHT, "old": IDLE_WEIGHT}], "drain": drain}
-
-    def live_before(self, found):
-        serving = [color for color, on in self.serving(found).items() if on]
-        return serving[0] if len(serving) == 1 else "mixed" if serving else "none"
 
     def local_slots(self):
         """``[(color, sessions)]`` of the filled slots of ``be_<svc>`` on this host's HAProxy, or None
