@@ -14,6 +14,7 @@ Scenarios and their distributions come from molecule/scenarios.yml.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shlex
@@ -71,6 +72,20 @@ class Stage:
     began: float = 0.0
 
 
+def mitogen_env() -> dict[str, str]:
+    """Ansible's settings for the Mitogen strategy (in the venv): one Python per host for the
+    whole run instead of one per task. Its SSH skips ssh_config's host key settings, and lab
+    hosts make new host keys whenever they are created."""
+    package = importlib.util.find_spec("ansible_mitogen")
+    if package is None or package.origin is None:
+        raise SystemExit("run-stages: a scenario asks for Mitogen, which is not installed (make venv)")
+    return {
+        "ANSIBLE_STRATEGY_PLUGINS": str(Path(package.origin).parent / "plugins" / "strategy"),
+        "ANSIBLE_STRATEGY": "mitogen_linear",
+        "ANSIBLE_HOST_KEY_CHECKING": "False",
+    }
+
+
 def scenario_stages() -> list[Stage]:
     registry = yaml.safe_load((ROOT / "molecule" / "scenarios.yml").read_text()) or {}
     on_disk = sorted(p.name for p in (ROOT / "molecule").iterdir() if p.is_dir() and not p.name.startswith("_"))
@@ -98,6 +113,7 @@ def scenario_stages() -> list[Stage]:
                         # in the stage log: where a scenario's minutes go.
                         "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks",
                         "PROFILE_TASKS_TASK_OUTPUT_LIMIT": "10",
+                        **(mitogen_env() if spec.get("mitogen") else {}),
                     },
                 )
             )

@@ -118,6 +118,7 @@ from ansible.errors import AnsibleError, AnsibleLookupError  # noqa: E402
 from ansible.plugins.loader import lookup_loader  # noqa: E402
 from ansible.utils.display import Display  # noqa: E402
 from ansible_collections.msa.platform.plugins.module_utils import _vault_client  # noqa: E402
+from ansible_collections.msa.platform.plugins.module_utils._module_failures import redact  # noqa: E402
 from ansible_collections.msa.platform.plugins.module_utils._vault_client import VaultError  # noqa: E402
 from ansible_collections.msa.platform.plugins.module_utils._vault_kv import KV2  # noqa: E402
 from ansible_collections.msa.platform.plugins.plugin_utils._platform_vault import PlatformVaultLookup  # noqa: E402
@@ -206,13 +207,13 @@ class LookupModule(PlatformVaultLookup):
             _LOGINS.clear()
             raise AnsibleLookupError(
                 "platform_secret lookup (backend vault, %s): %s; %s"
-                % (", ".join(names), _vault_client.redact(exc.msg, secrets), _written(created))
+                % (", ".join(names), redact(exc.msg, secrets), _written(created))
             ) from None
         except Exception as exc:  # noqa: BLE001 - house style: explained, never a bare traceback with values
             _LOGINS.clear()
             raise AnsibleLookupError(
                 "platform_secret lookup (backend vault, %s): unexpected %s: %s; %s. This is a bug in msa.platform"
-                % (", ".join(names), type(exc).__name__, _vault_client.redact(exc, secrets), _written(created))
+                % (", ".join(names), type(exc).__name__, redact(exc, secrets), _written(created))
             ) from None
         return results
 

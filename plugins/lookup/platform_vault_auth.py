@@ -76,6 +76,7 @@ _raw:
 
 from ansible.errors import AnsibleLookupError  # noqa: E402
 from ansible_collections.msa.platform.plugins.module_utils import _vault_client  # noqa: E402
+from ansible_collections.msa.platform.plugins.module_utils._module_failures import redact  # noqa: E402
 from ansible_collections.msa.platform.plugins.module_utils._vault_client import VaultError  # noqa: E402
 from ansible_collections.msa.platform.plugins.plugin_utils._platform_vault import PlatformVaultLookup  # noqa: E402
 
@@ -97,7 +98,5 @@ class LookupModule(PlatformVaultLookup):
             if problems:
                 raise VaultError("; ".join(problems))
         except VaultError as exc:
-            raise AnsibleLookupError(
-                "platform_vault_auth lookup: %s" % _vault_client.redact(exc.msg, secrets)
-            ) from None
+            raise AnsibleLookupError("platform_vault_auth lookup: %s" % redact(exc.msg, secrets)) from None
         return [{name: options[name] for name in RETURNED if options.get(name) not in (None, "")}]

@@ -67,12 +67,12 @@ _raw:
 
 from ansible.errors import AnsibleLookupError  # noqa: E402
 from ansible.plugins.lookup import LookupBase  # noqa: E402
+from ansible_collections.msa.platform.plugins.module_utils._module_failures import redact  # noqa: E402
 from ansible_collections.msa.platform.plugins.module_utils._vault_client import (  # noqa: E402
     SECRET_OPTIONS,
     VaultError,
     connect,
     lookup_options,
-    redact,
 )
 from ansible_collections.msa.platform.plugins.module_utils._vault_kv import KV2  # noqa: E402
 

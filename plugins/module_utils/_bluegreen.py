@@ -28,7 +28,6 @@ import errno
 import math
 import os
 import re
-import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.process import get_bin_path
@@ -46,6 +45,7 @@ from ansible_collections.msa.platform.plugins.module_utils._consul_client import
 from ansible_collections.msa.platform.plugins.module_utils._consul_client import (
     option_problems as consul_option_problems,
 )
+from ansible_collections.msa.platform.plugins.module_utils._module_failures import fail_unexpected
 
 # Options every blue/green module takes. Documented once in doc_fragments/bluegreen.py.
 SHARED_ARGSPEC = {
@@ -248,10 +248,5 @@ class BlueGreenModule(AnsibleModule):
 
     def fail_unexpected(self, exc, **result):
         """The catch-all: a bug, reported as a failed task with its traceback instead of a crash."""
-        note = getattr(exc, "put_back_note", None)
-        self.fail_json(
-            msg="unexpected error: %s: %s%s. This is a bug in msa.platform; the traceback is in 'exception'"
-            % (type(exc).__name__, exc, "; %s" % note if note else ""),
-            exception=traceback.format_exc(),
-            **result,
-        )
+        secrets = [(self.params.get("consul") or {}).get("token")]
+        fail_unexpected(self, exc, secrets, getattr(exc, "put_back_note", None), **result)

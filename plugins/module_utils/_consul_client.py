@@ -28,13 +28,18 @@ import json
 import re
 import socket
 import ssl
-import traceback
 from urllib.error import HTTPError, URLError
 from urllib.parse import quote
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback
+from ansible.module_utils.basic import env_fallback
 from ansible.module_utils.urls import ConnectionError as UrlsConnectionError
 from ansible.module_utils.urls import SSLValidationError, open_url
+from ansible_collections.msa.platform.plugins.module_utils._module_failures import (
+    NOTHING_CHANGED,
+    ExplainedError,
+    ServerModule,
+    redact,
+)
 
 # option: environment variables it falls back to. The argument spec reads this table.
 ENV_FALLBACKS = {
@@ -57,27 +62,11 @@ CONNECTION_ARGSPEC = {
 SHARED_OPTIONS = tuple(CONNECTION_ARGSPEC)
 SECRET_OPTIONS = ("token",)
 
-NOTHING_CHANGED = "nothing was changed"
-HIDDEN = "********"
 
-
-class ConsulError(Exception):
+class ConsulError(ExplainedError):
     """A failure explained for the operator; ``details`` go into the failed result as they are
     (``reason``: unreachable, timeout, tls, acl_denied, acl_filtered, acl_unknown_token, cas,
     not_utf8, http)."""
-
-    def __init__(self, msg, **details):
-        super().__init__(msg)
-        self.msg = msg
-        self.details = details
-
-
-def redact(text, secrets):
-    """``text`` with every secret value in ``secrets`` replaced: the last line of defence for messages."""
-    text = str(text)
-    for value in sorted((str(s) for s in secrets if s not in (None, "") and len(str(s)) >= 3), key=len, reverse=True):
-        text = text.replace(value, HIDDEN)
-    return text
 
 
 def option_problems(options):
@@ -346,8 +335,11 @@ class ConsulClient:
         self._cas_answer(body, key, cas, "delete")
 
 
-class ConsulModule(AnsibleModule):
+class ConsulModule(ServerModule):
     """AnsibleModule with the shared connection options and Consul failure handling."""
+
+    SECRET_OPTIONS = SECRET_OPTIONS
+    ERROR = ConsulError
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -361,43 +353,5 @@ class ConsulModule(AnsibleModule):
         spec.update(kwargs)
         return spec
 
-    def client(self):
+    def connection(self):
         return ConsulClient.from_options(self.params)
-
-    def secrets(self):
-        return [self.params.get(name) for name in SECRET_OPTIONS]
-
-    def fail_consul(self, exc, **result):
-        """Fail with ``exc``; the message ends with ``tail`` when the details carry one, else with what
-        changed before the failure (``partial``, which also makes ``changed`` true), or says that
-        nothing did."""
-        details = dict(exc.details)
-        details.update(result)
-        partial = details.pop("partial", None)
-        tail = details.pop("tail", None) or ("changed before the failure: %s" % partial if partial else NOTHING_CHANGED)
-        self.fail_json(msg=redact("%s; %s" % (exc.msg, tail), self.secrets()), changed=bool(partial), **details)
-
-    def fail_unexpected(self, exc, **result):
-        """The catch-all: a bug, reported as a failed task with its traceback instead of a crash."""
-        self.fail_json(
-            msg=redact(
-                "unexpected error: %s: %s. This is a bug in msa.platform; the traceback is in 'exception'"
-                % (type(exc).__name__, exc),
-                self.secrets(),
-            ),
-            exception=redact(traceback.format_exc(), self.secrets()),
-            **result,
-        )
-
-    def run(self, work, **result):
-        """``work(client)`` -> result dict; exits with it, or fails explained. Diff only when asked."""
-        try:
-            outcome = work(self.client())
-        except ConsulError as exc:
-            self.fail_consul(exc, **result)
-        except Exception as exc:  # noqa: BLE001 - house style: no Python exception escapes a module
-            self.fail_unexpected(exc, **result)
-        diff = outcome.pop("diff", None)
-        if self._diff and diff is not None:
-            outcome["diff"] = diff
-        self.exit_json(**outcome)

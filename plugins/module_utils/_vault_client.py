@@ -29,7 +29,12 @@ import os
 import re
 import traceback
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+from ansible.module_utils.basic import env_fallback, missing_required_lib
+from ansible_collections.msa.platform.plugins.module_utils._module_failures import (
+    NOTHING_CHANGED,
+    ExplainedError,
+    ServerModule,
+)
 
 try:
     import hvac
@@ -75,16 +80,9 @@ SHARED_ARGSPEC = dict(CONNECTION_ARGSPEC, **AUTH_ARGSPEC)
 SHARED_OPTIONS = tuple(SHARED_ARGSPEC)
 SECRET_OPTIONS = ("token", "secret_id", "password")
 
-NOTHING_CHANGED = "nothing was changed"
 
-
-class VaultError(Exception):
+class VaultError(ExplainedError):
     """A failure explained for the operator; ``details`` go into the failed result as they are."""
-
-    def __init__(self, msg, **details):
-        super().__init__(msg)
-        self.msg = msg
-        self.details = details
 
 
 def lookup_options(get_option):
@@ -95,14 +93,6 @@ def lookup_options(get_option):
         if options.get(name) is None:
             options[name] = next((os.environ[v] for v in env_names if os.environ.get(v)), None)
     return options
-
-
-def redact(text, secrets):
-    """``text`` with every secret value in ``secrets`` replaced: the last line of defence for messages."""
-    text = str(text)
-    for value in sorted((str(s) for s in secrets if s not in (None, "") and len(str(s)) >= 3), key=len, reverse=True):
-        text = text.replace(value, "********")
-    return text
 
 
 def option_problems(options):
@@ -386,8 +376,11 @@ def connect(options):
     return conn
 
 
-class VaultModule(AnsibleModule):
+class VaultModule(ServerModule):
     """AnsibleModule with the shared connection and auth options and Vault failure handling."""
+
+    SECRET_OPTIONS = SECRET_OPTIONS
+    ERROR = VaultError
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -403,42 +396,9 @@ class VaultModule(AnsibleModule):
         spec.update(kwargs)
         return spec
 
-    def connect(self):
+    def connection(self):
         return connect(self.params)
 
     def hide(self, *values):
         """Mask ``values`` in everything this module prints from now on (for failures)."""
         self.no_log_values.update(str(v) for v in values if v not in (None, ""))
-
-    def fail_vault(self, exc, **result):
-        """Fail with ``exc``; the message ends with what changed before the failure (``partial``), or
-        says that nothing did."""
-        details = dict(exc.details)
-        details.update(result)
-        partial = details.pop("partial", None)
-        tail = "changed before the failure: %s" % partial if partial else NOTHING_CHANGED
-        secrets = [self.params.get(name) for name in SECRET_OPTIONS]
-        self.fail_json(msg=redact("%s; %s" % (exc.msg, tail), secrets), changed=bool(partial), **details)
-
-    def fail_unexpected(self, exc, **result):
-        """The catch-all: a bug, reported as a failed task with its traceback instead of a crash."""
-        self.fail_json(
-            msg="unexpected error: %s: %s. This is a bug in msa.platform; the traceback is in 'exception'"
-            % (type(exc).__name__, exc),
-            exception=traceback.format_exc(),
-            **result,
-        )
-
-    def run(self, work, **result):
-        """``work(conn)`` -> result dict; exits with it, or fails explained. Diff only when asked."""
-        try:
-            conn = self.connect()
-            outcome = work(conn)
-        except VaultError as exc:
-            self.fail_vault(exc, **result)
-        except Exception as exc:  # noqa: BLE001 - house style: no Python exception escapes a module
-            self.fail_unexpected(exc, **result)
-        diff = outcome.pop("diff", None)
-        if self._diff and diff is not None:
-            outcome["diff"] = diff
-        self.exit_json(**outcome)
