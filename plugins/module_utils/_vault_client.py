@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import os
 import re
+import time
 import traceback
 
 from ansible.module_utils.basic import env_fallback, missing_required_lib
@@ -225,6 +226,34 @@ def duration_seconds(name, value):
     return sum(int(n) * DURATION_UNITS[u] for n, u in parts)
 
 
+# OpenBao runs each request in a storage transaction: two requests on one path at the same moment
+# (two hosts of one service writing its AppRole) can make one of them fail with this error, having
+# changed nothing. That request is sent again, a few times, a little later each time.
+COMMIT_CONFLICT = "transaction commit failed"
+COMMIT_CONFLICT_TRIES = 5
+COMMIT_CONFLICT_DELAY = 0.2
+
+
+def commit_conflict(exc):
+    return (
+        hvac is not None
+        and isinstance(exc, hvac.exceptions.InternalServerError)
+        and COMMIT_CONFLICT in _server_errors(exc)
+    )
+
+
+def send(func, *args, **kwargs):
+    """``func(*args, **kwargs)``, sent again after a transaction commit conflict."""
+    for attempt in range(1, COMMIT_CONFLICT_TRIES + 1):
+        try:
+            return func(*args, **kwargs)
+        except Exception as exc:
+            if attempt == COMMIT_CONFLICT_TRIES or not commit_conflict(exc):
+                raise
+            time.sleep(COMMIT_CONFLICT_DELAY * attempt)
+    return None  # not reached: the last attempt returns or raises
+
+
 class Connection:
     """An authenticated client plus what is needed to explain its failures."""
 
@@ -236,7 +265,7 @@ class Connection:
     def call(self, what, func, *args, **kwargs):
         """``func(*args, **kwargs)``; a failure becomes a :class:`VaultError` about ``what``."""
         try:
-            return func(*args, **kwargs)
+            return send(func, *args, **kwargs)
         except Exception as exc:
             error = translate(exc, self.url, what, client=self.client, timeout=self.timeout)
             if error is None:
@@ -246,7 +275,7 @@ class Connection:
     def get(self, path, what=None):
         """GET ``/v1/<path>``: the JSON answer, or None when the path does not exist."""
         try:
-            return self.client.adapter.get("/v1/%s" % path)
+            return send(self.client.adapter.get, "/v1/%s" % path)
         except Exception as exc:
             if (
                 hvac is not None

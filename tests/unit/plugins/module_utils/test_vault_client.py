@@ -7,7 +7,9 @@ import contextlib
 import json
 import urllib.error
 
+import hvac.exceptions
 import pytest
+from ansible_collections.msa.platform.plugins.module_utils import _vault_client
 from ansible_collections.msa.platform.plugins.module_utils._vault_client import (
     VaultError,
     connect,
@@ -119,3 +121,50 @@ def test_module_fails_cleanly_and_changes_nothing(case, request, capsys, kv_path
     for server in (vault, vault_tls):
         with pytest.raises(Exception, match="404"):
             server.api("secret/metadata/%s" % kv_path)
+
+
+def commit_error(message):
+    return hvac.exceptions.InternalServerError(errors=[message])
+
+
+def flaky(failures):
+    """A call that fails with each of ``failures`` in turn, then answers."""
+    calls = []
+
+    def func(path):
+        calls.append(path)
+        if len(calls) <= len(failures):
+            raise failures[len(calls) - 1]
+        return {"data": path}
+
+    return func, calls
+
+
+def test_commit_conflict_is_sent_again(monkeypatch):
+    monkeypatch.setattr(_vault_client, "COMMIT_CONFLICT_DELAY", 0)
+    func, calls = flaky([commit_error("1 error occurred:\n\t* transaction commit failed\n\n")] * 2)
+    assert _vault_client.send(func, "auth/approle/role/app") == {"data": "auth/approle/role/app"}
+    assert len(calls) == 3
+
+
+def test_commit_conflict_gives_up_after_its_tries(monkeypatch):
+    monkeypatch.setattr(_vault_client, "COMMIT_CONFLICT_DELAY", 0)
+    conflict = commit_error("transaction commit failed")
+    func, calls = flaky([conflict] * _vault_client.COMMIT_CONFLICT_TRIES)
+    conn = _vault_client.Connection(client=None, url="https://127.0.0.1:1", timeout=2)
+    with pytest.raises(VaultError) as info:
+        conn.call("read the role app", func, "auth/approle/role/app")
+    assert len(calls) == _vault_client.COMMIT_CONFLICT_TRIES
+    assert "failed to read the role app" in info.value.msg and "transaction commit failed" in info.value.msg
+
+
+def test_other_server_errors_are_not_sent_again(monkeypatch):
+    monkeypatch.setattr(_vault_client, "COMMIT_CONFLICT_DELAY", 0)
+    func, calls = flaky([commit_error("internal error"), hvac.exceptions.InvalidRequest(errors=["bad"])])
+    with pytest.raises(hvac.exceptions.InternalServerError):
+        _vault_client.send(func, "a")
+    assert len(calls) == 1
+    func, calls = flaky([hvac.exceptions.InvalidRequest(errors=["transaction commit failed"])])
+    with pytest.raises(hvac.exceptions.InvalidRequest):
+        _vault_client.send(func, "a")
+    assert len(calls) == 1
