@@ -228,7 +228,8 @@ def duration_seconds(name, value):
 
 # OpenBao runs each request in a storage transaction: two requests on one path at the same moment
 # (two hosts of one service writing its AppRole) can make one of them fail with this error, having
-# changed nothing. That request is sent again, a few times, a little later each time.
+# changed nothing. Every request of a module or lookup (logins included) goes through send(), which
+# sends such a request again, a few times, a little later each time.
 COMMIT_CONFLICT = "transaction commit failed"
 COMMIT_CONFLICT_TRIES = 5
 COMMIT_CONFLICT_DELAY = 0.2
@@ -308,7 +309,7 @@ class Connection:
         mount = mount.strip("/")
         full = "%s/%s" % (mount, path.strip("/")) if path else mount
         try:
-            info = self.client.adapter.get("/v1/sys/internal/ui/mounts/%s" % full)
+            info = send(self.client.adapter.get, "/v1/sys/internal/ui/mounts/%s" % full)
         except Exception as exc:
             if hvac is not None and isinstance(exc, hvac.exceptions.Forbidden):
                 raise self._no_mount(mount) from None
@@ -370,7 +371,7 @@ def connect(options):
     if method == "token":
         client.token = options["token"]
         try:
-            client.auth.token.lookup_self()
+            send(client.auth.token.lookup_self)
         except Exception as exc:
             if isinstance(exc, (hvac.exceptions.Forbidden, hvac.exceptions.Unauthorized)):
                 raise VaultError(
@@ -391,7 +392,7 @@ def connect(options):
                 {"username": options["username"], "password": options["password"]},
             )
         try:
-            login(mount_point=mount, **kwargs)
+            send(login, mount_point=mount, **kwargs)
         except Exception as exc:
             if isinstance(exc, (hvac.exceptions.InvalidRequest, hvac.exceptions.Forbidden)):
                 raise VaultError(
