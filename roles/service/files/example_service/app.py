@@ -232,6 +232,12 @@ class Handler(BaseHTTPRequestHandler):
                     "color": COLOR,
                     "path": path,
                     "request_id": self.headers.get("X-Request-ID", ""),
+                    # Who the gateway says called (its token check on guarded routes); empty elsewhere.
+                    "caller": {
+                        "subject": self.headers.get("X-Auth-Subject", ""),
+                        "username": self.headers.get("X-Auth-Username", ""),
+                        "roles": self.headers.get("X-Auth-Roles", ""),
+                    },
                 },
             )
 
