@@ -26,14 +26,17 @@ import base64
 import copy
 import json
 import re
-import socket
-import ssl
-from urllib.error import HTTPError, URLError
+from urllib.error import HTTPError
 from urllib.parse import quote
 
 from ansible.module_utils.basic import env_fallback
-from ansible.module_utils.urls import ConnectionError as UrlsConnectionError
-from ansible.module_utils.urls import SSLValidationError, open_url
+from ansible.module_utils.urls import open_url
+from ansible_collections.msa.platform.plugins.module_utils._http_failures import (
+    NOT_HTTPS,
+    answer_text,
+    timeout_problem,
+    transport_failure,
+)
 from ansible_collections.msa.platform.plugins.module_utils._module_failures import (
     NOTHING_CHANGED,
     ExplainedError,
@@ -47,7 +50,6 @@ ENV_FALLBACKS = {
     "ca_path": ["CONSUL_CACERT"],
 }
 
-TIMEOUT_RANGE = (1, 3600)
 
 # Options every Consul module takes. Documented once in doc_fragments/consul.py.
 CONNECTION_ARGSPEC = {
@@ -81,25 +83,14 @@ def option_problems(options):
     port = options.get("port")
     if port is not None and not 1 <= port <= 65535:
         problems.append("port must be between 1 and 65535, got %r" % port)
-    timeout = options.get("timeout")
-    if timeout is not None and not TIMEOUT_RANGE[0] <= timeout <= TIMEOUT_RANGE[1]:
-        problems.append("timeout must be between %d and %d (seconds), got %r" % (TIMEOUT_RANGE + (timeout,)))
+    problem = timeout_problem(options.get("timeout"))
+    if problem:
+        problems.append(problem)
     return problems
 
 
 def _status_text(exc):
-    try:
-        body = exc.read()
-    except Exception:  # noqa: BLE001 - only used to word the message
-        body = b""
-    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body or "")
-    return re.sub(r"\s+", " ", text).strip()[:500]
-
-
-def _reason_of(exc):
-    """The innermost reason of a transport failure (URLError wraps the socket or TLS error)."""
-    reason = getattr(exc, "reason", None)
-    return reason if isinstance(reason, BaseException) else exc
+    return re.sub(r"\s+", " ", answer_text(exc)).strip()[:500]
 
 
 class ConsulClient:
@@ -165,41 +156,30 @@ class ConsulClient:
 
     def _transport_error(self, exc, what):
         """The ConsulError for a failure to talk to the agent at all, or None (a bug)."""
-        reason = _reason_of(exc)
-        text = redact(str(reason), [self.token])
-        if isinstance(reason, (ssl.SSLError, SSLValidationError)) or isinstance(exc, SSLValidationError):
-            match = re.search(
-                r"(certificate verify failed[^'\")]*|hostname mismatch[^'\")]*|IP address mismatch[^'\")]*|"
-                r"wrong version number|unknown protocol|record layer failure)",
-                text,
-            )
-            detail = match.group(1).strip() if match else "TLS error"
+        failure = transport_failure(exc, [self.token])
+        if failure is None:
+            return None
+        kind, detail = failure
+        if kind == "tls":
             hint = "set ca_path (or CONSUL_CACERT) to the CA that signed the agent's certificate"
-            if "wrong version number" in detail or "unknown protocol" in detail or "record layer" in detail:
+            if any(word in detail for word in NOT_HTTPS):
                 hint = "the port does not speak HTTPS: check scheme and port (Consul's HTTPS port is often 8501)"
             return ConsulError(
                 "TLS with %s failed (%s) while trying to %s; %s" % (self._where(), detail, what, hint), reason="tls"
             )
-        if isinstance(reason, (socket.timeout, TimeoutError)) or "timed out" in text:
+        if kind == "timeout":
             return ConsulError(
                 "no answer from %s within %s seconds while trying to %s; is the agent running on %s:%s and "
                 "reachable from this host? (raise timeout for a slow agent)"
                 % (self._where(), self.timeout, what, self.host, self.port),
                 reason="timeout",
             )
-        if isinstance(reason, OSError) or isinstance(exc, (URLError, UrlsConnectionError)):
-            if isinstance(reason, ConnectionRefusedError) or "refused" in text.lower():
-                cause = "connection refused"
-            elif isinstance(reason, socket.gaierror):
-                cause = "unknown host %s" % self.host
-            else:
-                cause = text or type(reason).__name__
-            return ConsulError(
-                "cannot reach %s (%s) while trying to %s; is the agent running on %s:%s? check host, port and "
-                "scheme" % (self._where(), cause, what, self.host, self.port),
-                reason="unreachable",
-            )
-        return None
+        cause = "unknown host %s" % self.host if detail == "unknown host" else detail
+        return ConsulError(
+            "cannot reach %s (%s) while trying to %s; is the agent running on %s:%s? check host, port and "
+            "scheme" % (self._where(), cause, what, self.host, self.port),
+            reason="unreachable",
+        )
 
     def _http_error(self, exc, what, scope, rule="key_prefix"):
         text = redact(_status_text(exc), [self.token])
