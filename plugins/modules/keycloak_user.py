@@ -324,9 +324,16 @@ def find_user(client, realm, username):
     """The user's full representation, or None; an unknown realm is an error."""
     base = "%s/users" % quote(realm, safe="")
     found, _headers = client.call(
-        "GET", base, "look up user %s in realm %s" % (username, realm), query={"username": username, "exact": "true"}
+        "GET",
+        base,
+        "look up user %s in realm %s" % (username, realm),
+        query={"username": username, "exact": "true"},
+        missing_ok=True,
     )
-    for rep in found or []:
+    # The users of a realm that does not exist are 404 (a realm without users answers []).
+    if found is None:
+        raise KeycloakError("realm %s does not exist in Keycloak at %s" % (realm, client.url), reason="not_found")
+    for rep in found:
         if rep.get("username") == username:
             # The search answers a short form; an update sends back the whole user, attributes included.
             full, _headers = client.call("GET", "%s/%s" % (base, rep["id"]), "read user %s" % username)
@@ -367,16 +374,9 @@ def user_groups(client, realm, user_id):
     return {g["path"]: g for g in answer or []}
 
 
-def realm_exists(client, realm):
-    found, _headers = client.call("GET", quote(realm, safe=""), "read realm %s" % realm, missing_ok=True)
-    if found is None:
-        raise KeycloakError("realm %s does not exist in Keycloak at %s" % (realm, client.url), reason="not_found")
-
-
 def ensure(module, client):
     params = module.params
     realm, username = params["realm"], params["username"].lower()
-    realm_exists(client, realm)
     current = find_user(client, realm, username)
     user_id = current["id"] if current else ""
     member_of = user_groups(client, realm, user_id) if current else {}
