@@ -3,7 +3,7 @@
 Stages form one pool that keeps MSA_TEST_JOBS stages running at once (default 2,
 one per core). A stage starts as soon as a slot is free and the stages
 it needs have passed; the longest stages (by their last recorded time) go first.
-One stage more (up to MSA_TEST_MAX_JOBS, default 4) starts while the CPU has been
+One stage more (up to MSA_TEST_MAX_JOBS, default 3) starts while the CPU has been
 idle for a good part of the last minute: the per-role scenarios spend much of their
 time waiting (flips spaced out, tokens expiring, servers starting), the layouts never.
 All stages run even when one fails, so one run shows everything; the exit status
@@ -11,7 +11,7 @@ is non-zero if any failed.
 
     STAGES="lint unit"   run only stages whose name starts with one of these words
     MSA_TEST_JOBS=N      stages at once (default 2)
-    MSA_TEST_MAX_JOBS=N  stages at once while the CPU idles (default 4; = MSA_TEST_JOBS: never more)
+    MSA_TEST_MAX_JOBS=N  stages at once while the CPU idles (default 3; = MSA_TEST_JOBS: never more)
 
 Scenarios and their distributions come from molecule/scenarios.yml.
 """
@@ -291,7 +291,7 @@ class Pool:
 
 def main() -> int:
     jobs = max(1, int(os.environ.get("MSA_TEST_JOBS", "2")))
-    pool = Pool(jobs, max(jobs, int(os.environ.get("MSA_TEST_MAX_JOBS", "4"))))
+    pool = Pool(jobs, max(jobs, int(os.environ.get("MSA_TEST_MAX_JOBS", "3"))))
     stages = [
         Stage(name, cmd, CHECK_NEEDS.get(name, []), estimate=CHECK_ESTIMATES.get(name, 0))
         for name, cmd in CHECKS.items()
