@@ -217,12 +217,12 @@ def report(stage: Stage) -> list[str]:
     return [line for line in lines if line.startswith("artifact")]
 
 
-def print_times(stages: list[Stage], wall: int, jobs: str, fresh: bool) -> None:
+def print_times(stages: list[Stage], wall: int, concurrency: str, fresh: bool) -> None:
     print("\n===== stage times (start offset, duration)")
     for s in sorted(stages, key=lambda s: s.started_at):
         print(f"{s.name:44} {s.result:8} at {s.started_at:5}s  {s.seconds:5}s")
     busy = sum(s.seconds for s in stages)
-    print(f"{'total':44} {'':8} wall {wall}s ({wall / 60:.1f} min), stage time {busy}s, {jobs}")
+    print(f"{'total':44} {'':8} wall {wall}s ({wall / 60:.1f} min), stage time {busy}s, {concurrency}")
     # `make test` sets its own start: on a fresh machine the virtualenv it builds first counts too.
     test_started = os.environ.get("MSA_TEST_STARTED", "")
     setup = max(0, int(time.time() - wall - int(test_started))) if test_started.isdigit() else 0
@@ -257,11 +257,12 @@ class Pool:
     def has_room(self) -> bool:
         if len(self.running) < self.jobs:
             return True
-        settled = time.monotonic() - self.newest_start >= IDLE_WINDOW
-        if len(self.running) < self.max_jobs and settled and self.cpu.recent() >= IDLE_FOR_ANOTHER:
-            print(f"===== the CPU was {self.cpu.recent():.0%} idle over the last minute: one stage more", flush=True)
-            return True
-        return False
+        if len(self.running) >= self.max_jobs or time.monotonic() - self.newest_start < IDLE_WINDOW:
+            return False
+        idle = self.cpu.recent()
+        if idle >= IDLE_FOR_ANOTHER:
+            print(f"===== the CPU was {idle:.0%} idle over the last minute: one stage more", flush=True)
+        return idle >= IDLE_FOR_ANOTHER
 
     def run(self, queue: list[Stage], by_name: dict[str, Stage], origin: float) -> list[str]:
         """Runs the queue to its end; returns the artifact cache lines the stages printed."""
